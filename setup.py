@@ -1,0 +1,23 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec((Path(__file__).parent / "vsrt" / "__init__.py").read_text(), version)
+
+setup(
+    name="vsrt",
+    version=version["__version__"],
+    description="Transformer video super-resolution (MIA-VSR, PSRT-recurrent, VRT, SAVSR) in the BasicSR style",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["vsrt", "vsrt.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1", "torchvision>=0.16", "numpy", "opencv-python-headless", "pyyaml", "einops",
+        "scipy", "lmdb", "tqdm",
+    ],
+    extras_require={"video": ["av"], "tb": ["tensorboard"], "test": ["pytest"]},
+    entry_points={"console_scripts": ["vsrt=vsrt.__main__:main"]},
+    license="Apache-2.0",
+)

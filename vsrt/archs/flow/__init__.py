@@ -1,0 +1,1 @@
+"""Optical flow: SpyNet and the warps that use its flows."""

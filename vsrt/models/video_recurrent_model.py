@@ -1,0 +1,197 @@
+"""Whole-clip training and per-clip validation of recurrent (and clip-to-clip) VSR networks.
+
+Registered as ``VideoRecurrentModel`` and, for the official PSRT-recurrent and
+MIA-VSR option files, ``RecurrentMixPrecisionRTModel`` (mixed precision by
+default). Batches are ``lq (n, t, c, h, w)`` and ``gt (n, t, c, H, W)``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from vsrt.losses import build_loss
+from vsrt.metrics import calculate_metric
+from vsrt.models.base_model import BaseModel
+from vsrt.registry import MODEL_REGISTRY
+from vsrt.utils import imwrite, tensor2img
+from vsrt.utils.checkpoint import unwrap_model
+from vsrt.utils.dist import all_reduce_sum
+
+
+@MODEL_REGISTRY.register()
+class VideoRecurrentModel(BaseModel):
+    """Train on whole clips; validate clip by clip with per-clip and average metrics."""
+
+    def init_training_settings(self) -> None:
+        train_opt = self.opt["train"]
+        if not train_opt.get("pixel_opt"):
+            raise ValueError(f"{self.opt.get('opt_path', 'options')}: train.pixel_opt is required")
+        self.cri_pix = build_loss(train_opt["pixel_opt"]).to(self.device)
+        self.fix_flow_iter = int(train_opt.get("fix_flow") or 0)
+        self._flow_frozen: bool | None = None
+        super().init_training_settings()
+
+    def feed_data(self, data: dict[str, Any]) -> None:
+        self.lq = data["lq"].to(self.device, non_blocking=True)
+        if "gt" in data:
+            self.gt = data["gt"].to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------ training
+    def set_flow_frozen(self, current_iter: int) -> None:
+        """``fix_flow: N`` trains without the flow network for iterations < N.
+
+        A negative N keeps it frozen for the whole run (what the official
+        Vimeo files, which say -1, actually do). Unlike BasicSR the state is a
+        function of the iteration, so it is also right after a resume.
+        """
+        if not self.fix_flow_iter:
+            return
+        frozen = self.fix_flow_iter < 0 or current_iter < self.fix_flow_iter
+        if frozen == self._flow_frozen:
+            return
+        self._flow_frozen = frozen
+        for name, param in unwrap_model(self.net_g).named_parameters():
+            if any(k in name for k in self.flow_param_keywords):
+                param.requires_grad_(not frozen)
+        self.logger.info("%s the flow network at iteration %d", "Freeze" if frozen else "Train", current_iter)
+
+    def compute_losses(self, output: Any) -> dict[str, torch.Tensor]:
+        """Named loss terms for one forward output (subclasses add terms)."""
+        return {"l_pix": self.cri_pix(output.float(), self.gt)}
+
+    def forward_train(self) -> Any:
+        return self.net_g(self.lq)
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.set_flow_frozen(current_iter)
+        self.optimizer_g.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            output = self.forward_train()
+        losses = self.compute_losses(output)
+        total = sum(losses.values())
+        self.step_optimizer(total, current_iter)
+        self.log_dict = OrderedDict((k, float(v.detach())) for k, v in losses.items())
+        if self.world_size > 1:
+            values = torch.tensor(list(self.log_dict.values()), device=self.device)
+            values = all_reduce_sum(values) / self.world_size
+            self.log_dict = OrderedDict(zip(self.log_dict, values.tolist()))
+
+    # ----------------------------------------------------------- inference
+    def network_for_test(self) -> torch.nn.Module:
+        # BasicSR's video models validate net_g, not the EMA copy
+        return unwrap_model(self.net_g)
+
+    @torch.no_grad()
+    def infer(self, lq: torch.Tensor) -> torch.Tensor:
+        """``(n, t, c, h, w)`` -> ``(n, t, c, H, W)`` in eval mode (float32 result)."""
+        net = self.network_for_test()
+        was_training = net.training
+        net.eval()
+        try:
+            with self.precision.autocast():
+                output = net(lq)
+            if self.opt.get("val", {}).get("flip_seq"):
+                with self.precision.autocast():
+                    flipped = net(lq.flip(1)).flip(1)
+                output = 0.5 * (output + flipped)
+        finally:
+            net.train(was_training)
+        return output.float()
+
+    # ----------------------------------------------------------- validation
+    def validation(self, dataloader: Any, current_iter: int, tb_logger: Any = None,
+                   save_img: bool = False) -> dict[str, float]:
+        """Score every clip of ``dataloader.dataset``; return the average per metric.
+
+        Each rank takes clips ``rank, rank + world, ...``; per-frame scores are
+        averaged per clip, then over clips (BasicSR convention).
+        """
+        dataset = dataloader.dataset
+        dataset_name = dataset.opt["name"]
+        val_opt = self.opt.get("val") or {}
+        metric_opts = val_opt.get("metrics") or {}
+        num_clips = len(dataset)
+        scores = torch.zeros(num_clips, max(len(metric_opts), 1), dtype=torch.float64)
+        clip_names = [""] * num_clips
+        indices = range(self.rank, num_clips, self.world_size)
+        show_bar = self.rank == 0 and val_opt.get("pbar", True)
+        for index in tqdm(indices, desc=f"Validate {dataset_name}", unit="clip", disable=not show_bar):
+            data = dataset[index]
+            clip_names[index] = str(data.get("folder", index))
+            output = self.infer(data["lq"].unsqueeze(0).to(self.device))[0].cpu()
+            scores[index] = self._score_clip(output, data, metric_opts, current_iter, dataset_name,
+                                             save_img, clip_names[index])
+        scores = all_reduce_sum(scores.to(self.device)).cpu()
+        if self.world_size > 1:
+            names = [None] * self.world_size
+            torch.distributed.all_gather_object(names, clip_names)
+            clip_names = [next((n[i] for n in names if n[i]), "") for i in range(num_clips)]
+        averages = {name: float(scores[:, j].mean()) for j, name in enumerate(metric_opts)}
+        if self.rank == 0 and metric_opts:
+            self._log_validation(dataset_name, current_iter, averages, scores, clip_names,
+                                 list(metric_opts), tb_logger)
+        self.last_validation = {"average": averages,
+                                "clips": {c: {m: float(scores[i, j]) for j, m in enumerate(metric_opts)}
+                                          for i, c in enumerate(clip_names)}}
+        return averages
+
+    def _score_clip(self, output: torch.Tensor, data: dict[str, Any], metric_opts: dict[str, Any],
+                    current_iter: int, dataset_name: str, save_img: bool, clip: str) -> torch.Tensor:
+        """Mean over frames of each metric for one clip; ``output`` is ``(t, c, H, W)``."""
+        gt = data.get("gt")
+        val_opt = self.opt.get("val") or {}
+        if val_opt.get("center_frame_only") or (gt is not None and gt.dim() == 3):
+            output = output[output.shape[0] // 2].unsqueeze(0)
+            gt = gt.unsqueeze(0) if gt is not None and gt.dim() == 3 else gt
+        sums = torch.zeros(max(len(metric_opts), 1), dtype=torch.float64)
+        for frame_idx in range(output.shape[0]):
+            result = tensor2img(output[frame_idx])
+            if save_img:
+                suffix = val_opt.get("suffix") or self.opt["name"]
+                name = f"{frame_idx:08d}_{suffix}.png" if self.is_train is False else \
+                    f"{frame_idx:08d}_{current_iter}.png"
+                imwrite(result, str(Path(self.opt["path"]["visualization"]) / dataset_name / clip / name))
+            if gt is not None:
+                gt_img = tensor2img(gt[frame_idx])
+                for j, metric_opt in enumerate(metric_opts.values()):
+                    sums[j] += calculate_metric({"img": result, "img2": gt_img}, metric_opt)
+        return sums / output.shape[0]
+
+    def _log_validation(self, dataset_name: str, current_iter: int, averages: dict[str, float],
+                        scores: torch.Tensor, clip_names: list[str], metric_names: list[str],
+                        tb_logger: Any) -> None:
+        best = getattr(self, "best_metric_results", {}).setdefault(dataset_name, {})
+        lines = [f"Validation {dataset_name}"]
+        for j, metric in enumerate(metric_names):
+            better = (self.opt["val"]["metrics"][metric] or {}).get("better", "higher")
+            value = averages[metric]
+            record = best.get(metric)
+            if record is None or (value > record[0] if better == "higher" else value < record[0]):
+                best[metric] = (value, current_iter)
+            lines.append(f"\t # {metric}: {value:.4f}")
+            for i, clip in enumerate(clip_names):
+                lines.append(f"\t # {clip}: {float(scores[i, j]):.4f}")
+            lines.append(f"\t    Best: {best[metric][0]:.4f} @ {best[metric][1]} iter")
+            if tb_logger is not None:
+                tb_logger.add_scalar(f"metrics/{metric}", value, current_iter)
+                for i, clip in enumerate(clip_names):
+                    tb_logger.add_scalar(f"metrics/{metric}/{clip}", float(scores[i, j]), current_iter)
+        self.best_metric_results = getattr(self, "best_metric_results", {})
+        self.best_metric_results[dataset_name] = best
+        self.logger.info("\n".join(lines))
+
+
+@MODEL_REGISTRY.register()
+class RecurrentMixPrecisionRTModel(VideoRecurrentModel):
+    """The official PSRT-recurrent / MIA-VSR model name: fp16 autocast + GradScaler by default.
+
+    Set ``precision: fp32`` or ``bf16`` at the top level of the option file to
+    change it; on CPU fp16 falls back to fp32 with a warning.
+    """
+
+    default_precision = "fp16"

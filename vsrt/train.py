@@ -1,0 +1,202 @@
+"""Training entry point: ``python -m vsrt.train -opt options/train/....yml``.
+
+Single process on CPU or one GPU, or one process per device under ``torchrun``
+(``bash dist_train.sh NPROC CONFIG``). Resuming (``--auto_resume`` or
+``path.resume_state``) continues the exact trajectory of an uninterrupted run:
+same batches (see :mod:`vsrt.data.resumable`), same random stream, same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from vsrt.archs import ARCH_REGISTRY, check_network_options
+from vsrt.options import dict2str, load_options, parse_args
+from vsrt.registry import import_user_modules
+from vsrt.utils.dist import barrier, broadcast_object, get_dist_info, init_dist
+from vsrt.utils.logger import AvgTimer, MessageLogger, close_log_files, get_root_logger, init_tb_logger
+
+
+def set_random_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def find_resume_state(opt: dict[str, Any], auto_resume: bool) -> str | None:
+    """``path.resume_state``, or with ``--auto_resume`` the newest complete state."""
+    if auto_resume:
+        states_dir = Path(opt["path"]["training_states"])
+        models_dir = Path(opt["path"]["models"])
+        iters = sorted((int(p.stem) for p in states_dir.glob("*.state") if p.stem.isdigit()), reverse=True)
+        for it in iters:  # the network file is written first, so both exist when the state does
+            if (models_dir / f"net_g_{it}.pth").is_file():
+                return str(states_dir / f"{it}.state")
+    return opt["path"].get("resume_state")
+
+
+def prepare_folders(opt: dict[str, Any], resuming: bool) -> None:
+    """Create the experiment folders (rank 0); archive an old run on a fresh start."""
+    if get_dist_info()[0] != 0:
+        return
+    root = Path(opt["path"]["experiments_root"])
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    if root.exists() and not resuming:
+        root.rename(root.with_name(f"{root.name}_archived_{stamp}"))
+    tb_dir = Path(opt["path"]["tb_logger"])
+    if tb_dir.exists() and not resuming:
+        tb_dir.rename(tb_dir.with_name(f"{tb_dir.name}_archived_{stamp}"))
+    for key in ("experiments_root", "models", "training_states", "visualization"):
+        Path(opt["path"][key]).mkdir(parents=True, exist_ok=True)
+    copied = root / Path(opt["opt_path"]).name
+    with open(opt["opt_path"], encoding="utf-8") as src:
+        body = src.read()
+    copied.write_text(f"# GENERATE TIME: {time.asctime()}\n# CMD:\n# {' '.join(sys.argv)}\n\n{body}")
+
+
+def build_train_loader(opt: dict[str, Any], seed: int) -> tuple[Any, Any, int]:
+    """Loader, its sampler, and iterations per epoch for ``datasets.train``."""
+    from vsrt.data import EnlargedSampler, build_dataset
+    from vsrt.data.resumable import SeededDataset, SeededSampler
+
+    dataset_opt = opt["datasets"]["train"]
+    rank, world_size = get_dist_info()
+    dataset = build_dataset(dataset_opt)
+    ratio = int(dataset_opt.get("dataset_enlarge_ratio", 1))
+    sampler = SeededSampler(EnlargedSampler(dataset, world_size, rank, ratio), seed, rank)
+    per_device = max(opt["num_gpu"], 1) if world_size == 1 else 1
+    batch_size = int(dataset_opt.get("batch_size_per_gpu", 1)) * per_device
+    num_workers = int(dataset_opt.get("num_worker_per_gpu", 0)) * per_device
+    loader = DataLoader(
+        SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        drop_last=True, pin_memory=bool(dataset_opt.get("pin_memory", False)),
+        persistent_workers=bool(dataset_opt.get("persistent_workers", False)) and num_workers > 0,
+        # a private generator: creating the iterator must not draw from the global stream
+        generator=torch.Generator().manual_seed(seed))
+    if len(loader) == 0:
+        raise ValueError(f"datasets.train: {len(dataset)} samples x enlarge ratio {ratio} give no full "
+                         f"batch of {batch_size} per process")
+    return loader, sampler, len(loader)
+
+
+def build_val_datasets(opt: dict[str, Any]) -> list[Any]:
+    from vsrt.data import build_dataset
+
+    return [build_dataset(d) for k, d in (opt.get("datasets") or {}).items() if k.split("_")[0] == "val"]
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(is_train=True, argv=argv)
+    if args.launcher == "pytorch":
+        init_dist()
+    opt, notices = load_options(args.opt, True, args.force_yml, args.debug)
+    import_user_modules(opt.get("imports") or [])
+    network_opt = dict(opt["network_g"])
+    check_network_options(ARCH_REGISTRY.get(network_opt.pop("type")), network_opt)  # before any data
+    rank, world_size = get_dist_info()
+    seed = opt.get("manual_seed")
+    if seed is None:
+        seed = broadcast_object(random.randint(1, 10000))
+        opt["manual_seed"] = seed
+    set_random_seed(seed + rank)
+
+    resume_path = find_resume_state(opt, args.auto_resume)
+    state = torch.load(resume_path, map_location="cpu", weights_only=True) if resume_path else None
+    if state is not None:
+        opt["path"].update(pretrain_network_g=str(Path(opt["path"]["models"]) / f"net_g_{state['iter']}.pth"),
+                           param_key_g="params", strict_load_g=True)
+    prepare_folders(opt, resuming=state is not None)
+    barrier()
+    log_file = Path(opt["path"]["log"]) / f"train_{opt['name']}_{time.strftime('%Y%m%d_%H%M%S')}.log"
+    logger = get_root_logger(str(log_file) if rank == 0 else None)
+    for notice in notices:
+        logger.warning(notice)
+    logger.info("vsrt training, torch %s, %d process(es)\n%s", torch.__version__, world_size, dict2str(opt))
+    tb_logger = None
+    if (opt.get("logger") or {}).get("use_tb_logger") and "debug" not in opt["name"] and rank == 0:
+        tb_logger = init_tb_logger(opt["path"]["tb_logger"])
+
+    loader, sampler, iters_per_epoch = build_train_loader(opt, seed)
+    val_datasets = build_val_datasets(opt)
+    train_opt, logger_opt, val_opt = opt["train"], opt.get("logger") or {}, opt.get("val") or {}
+    total_iter = int(train_opt["total_iter"])
+    total_epochs = math.ceil(total_iter / iters_per_epoch)
+    logger.info("Training: %d iterations per epoch, %d epochs, %d iterations",
+                iters_per_epoch, total_epochs, total_iter)
+
+    from vsrt.models import build_model
+
+    model = build_model(opt)
+    start_epoch, current_iter, skip_batches = 0, 0, 0
+    if state is not None:
+        model.resume_training(state)
+        start_epoch, current_iter = state["epoch"], state["iter"]
+        skip_batches = state.get("batch_in_epoch", 0)
+        logger.info("Resumed from %s: epoch %d, iteration %d", resume_path, start_epoch, current_iter)
+
+    message_logger = MessageLogger(opt, current_iter, tb_logger)
+    data_timer, iter_timer = AvgTimer(), AvgTimer()
+    warmup_iter = int(train_opt.get("warmup_iter", -1))
+    print_freq = int(logger_opt.get("print_freq", 100))
+    save_freq = int(logger_opt.get("save_checkpoint_freq", 5000))
+    val_freq = val_opt.get("val_freq")
+    try:
+        for epoch in range(start_epoch, total_epochs + 1):
+            sampler.set_epoch(epoch)
+            if skip_batches:
+                sampler.skip_next(skip_batches * loader.batch_size)
+            first_batch, skip_batches = skip_batches, 0
+            data_timer.restart()
+            iter_timer.restart()
+            for batch_in_epoch, batch in enumerate(loader, start=first_batch + 1):
+                data_timer.tick()
+                current_iter += 1
+                if current_iter > total_iter:
+                    break
+                model.update_learning_rate(current_iter, warmup_iter)
+                model.feed_data(batch)
+                model.optimize_parameters(current_iter)
+                iter_timer.tick()
+                if current_iter % print_freq == 0:
+                    message_logger({"epoch": epoch, "iter": current_iter,
+                                    "lrs": model.get_current_learning_rate(),
+                                    "time": iter_timer.mean, "data_time": data_timer.mean,
+                                    **model.get_current_log()})
+                if current_iter % save_freq == 0:
+                    logger.info("Saving models and training states.")
+                    model.save(epoch, current_iter, batch_in_epoch)
+                if val_freq and current_iter % int(val_freq) == 0:
+                    for dataset in val_datasets:
+                        model.validation(dataset, current_iter, tb_logger, val_opt.get("save_img", False))
+                data_timer.restart()
+                iter_timer.restart()
+            if current_iter > total_iter:
+                break
+    except FloatingPointError as err:
+        logger.error(str(err))
+        raise SystemExit(1) from err
+
+    logger.info("End of training. Saving the latest model.")
+    model.save(-1, -1)
+    if val_freq:
+        for dataset in val_datasets:
+            model.validation(dataset, current_iter, tb_logger, val_opt.get("save_img", False))
+    if tb_logger is not None:
+        tb_logger.close()
+    close_log_files()
+    return opt["path"]["experiments_root"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Logging: the ``vsrt`` root logger, BasicSR-style iteration lines, tensorboard."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from vsrt.utils.dist import get_dist_info
+
+LOGGER_NAME = "vsrt"
+_configured: set[str] = set()
+
+
+def get_root_logger(log_file: str | None = None, log_level: int = logging.INFO) -> logging.Logger:
+    """The ``vsrt`` logger; ranks other than 0 only log errors.
+
+    A file handler is added the first time a ``log_file`` is given.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    rank, _ = get_dist_info()
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(log_level if rank == 0 else logging.ERROR)
+    if log_file is not None and rank == 0 and log_file not in _configured:
+        file_handler = logging.FileHandler(log_file, "w")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+        logger.addHandler(file_handler)
+        _configured.add(log_file)
+    return logger
+
+
+def close_log_files() -> None:
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+            logger.removeHandler(handler)
+    _configured.clear()
+
+
+class AvgTimer:
+    """Mean duration over the last ``window`` intervals."""
+
+    def __init__(self, window: int = 200) -> None:
+        self.intervals: deque[float] = deque(maxlen=window)
+        self.last = time.time()
+
+    def tick(self) -> None:
+        now = time.time()
+        self.intervals.append(now - self.last)
+        self.last = now
+
+    def restart(self) -> None:
+        self.last = time.time()
+
+    @property
+    def mean(self) -> float:
+        return sum(self.intervals) / len(self.intervals) if self.intervals else 0.0
+
+
+class MessageLogger:
+    """Writes ``[name..][epoch:  3, iter:  12,300, lr:(2.000e-04,)] [eta: ..., time (data): ...] l_pix: ...``."""
+
+    def __init__(self, opt: dict[str, Any], start_iter: int = 0, tb_logger: Any = None) -> None:
+        self.exp_name = opt["name"]
+        self.max_iters = opt["train"]["total_iter"]
+        self.tb_logger = tb_logger
+        self.start_iter = start_iter
+        self.start_time = time.time()
+        self.logger = get_root_logger()
+
+    def __call__(self, log: dict[str, Any]) -> None:
+        epoch, current_iter = log.pop("epoch"), log.pop("iter")
+        lrs = log.pop("lrs")
+        message = (f"[{self.exp_name[:5]}..][epoch:{epoch:3d}, iter:{current_iter:8,d}, lr:("
+                   + "".join(f"{lr:.3e}," for lr in lrs) + ")] ")
+        if "time" in log:
+            iter_time, data_time = log.pop("time"), log.pop("data_time")
+            elapsed = time.time() - self.start_time
+            per_iter = elapsed / max(current_iter - self.start_iter, 1)
+            eta = datetime.timedelta(seconds=int(per_iter * (self.max_iters - current_iter)))
+            message += f"[eta: {eta}, time (data): {iter_time:.3f} ({data_time:.3f})] "
+        for key, value in log.items():
+            message += f"{key}: {value:.4e} "
+            if self.tb_logger is not None:
+                tag = f"losses/{key}" if key.startswith("l_") else key
+                self.tb_logger.add_scalar(tag, value, current_iter)
+        self.logger.info(message)
+
+
+def init_tb_logger(log_dir: str) -> Any:
+    from torch.utils.tensorboard import SummaryWriter  # optional dependency
+
+    return SummaryWriter(log_dir=log_dir)
