@@ -50,6 +50,7 @@ class BasicVSR(nn.Module):
     """
 
     scale = 4
+    tiny_config = {"num_feat": 8, "num_block": 1}  # used by the registry-wide tests
 
     def __init__(self, num_feat: int = 64, num_block: int = 15, spynet_path: str | None = None) -> None:
         super().__init__()

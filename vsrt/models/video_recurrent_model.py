@@ -111,7 +111,7 @@ class VideoRecurrentModel(BaseModel):
         Each rank takes clips ``rank, rank + world, ...``; per-frame scores are
         averaged per clip, then over clips (BasicSR convention).
         """
-        dataset = dataloader.dataset
+        dataset = getattr(dataloader, "dataset", dataloader)  # a DataLoader or a dataset
         dataset_name = dataset.opt["name"]
         val_opt = self.opt.get("val") or {}
         metric_opts = val_opt.get("metrics") or {}

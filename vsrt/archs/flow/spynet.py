@@ -71,15 +71,20 @@ class SpyNet(nn.Module):
     def _level_flows(self, ref: torch.Tensor, supp: torch.Tensor) -> Iterator[torch.Tensor]:
         """Yield the flow after every pyramid level, coarsest first (sides multiples of 32)."""
         ref_levels, supp_levels = self._pyramid(ref), self._pyramid(supp)
-        n, _, h0, w0 = ref_levels[0].shape
-        flow = ref.new_zeros(n, 2, h0 // 2, w0 // 2)
+        flow = None
         for level, (ref_l, supp_l) in enumerate(zip(ref_levels, supp_levels)):
-            up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
-            # odd coarse sizes: the doubled flow is one row/column short
-            pad_w = ref_l.shape[3] - up.shape[3]
-            pad_h = ref_l.shape[2] - up.shape[2]
-            if pad_w or pad_h:
-                up = F.pad(up, [0, pad_w, 0, pad_h], mode="replicate")
+            if flow is None:
+                # BasicSR doubles a zero flow of half the coarsest size, which is zero at
+                # the coarsest size; starting there also works for 32-pixel inputs,
+                # where BasicSR's half-size flow would be empty.
+                up = ref_l.new_zeros(ref_l.shape[0], 2, *ref_l.shape[2:])
+            else:
+                up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
+                # odd coarse sizes: the doubled flow is one row/column short
+                pad_w = ref_l.shape[3] - up.shape[3]
+                pad_h = ref_l.shape[2] - up.shape[2]
+                if pad_w or pad_h:
+                    up = F.pad(up, [0, pad_w, 0, pad_h], mode="replicate")
             warped = flow_warp(supp_l, up.permute(0, 2, 3, 1), interp_mode="bilinear",
                                padding_mode="border")
             flow = self.basic_module[level](torch.cat([ref_l, warped, up], dim=1)) + up

@@ -1,0 +1,62 @@
+"""Shared helpers for the tests: tiny synthetic data and option files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vsrt.utils.synthetic import write_clip_folders
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_PARITY = REPO_ROOT.parent / "shared" / "parity"
+
+
+def make_clips(root: Path, names: list[str], num_frames: int = 6, size: int = 64, seed: int = 0) -> Path:
+    return write_clip_folders(root, names, num_frames, size, size, seed=seed)
+
+
+def tiny_train_options(tmp_path: Path, **changes: Any) -> dict[str, Any]:
+    """A BasicVSR option dict that trains in well under a second per iteration on CPU."""
+    data = tmp_path / "data"
+    if not (data / "train").exists():
+        make_clips(data / "train", ["a", "b"], num_frames=6, size=64, seed=0)
+        make_clips(data / "val", ["v"], num_frames=4, size=64, seed=100)
+    opt: dict[str, Any] = {
+        "name": "tiny",
+        "model_type": "VideoRecurrentModel",
+        "scale": 4,
+        "num_gpu": 0,
+        "manual_seed": 10,
+        "datasets": {
+            "train": {"name": "train", "type": "VideoFolderDataset", "dataroot_gt": str(data / "train"),
+                      "num_frame": 3, "gt_size": 32, "use_hflip": True, "use_rot": True,
+                      "interval_list": [1], "random_reverse": True, "dataset_enlarge_ratio": 4,
+                      "batch_size_per_gpu": 2, "num_worker_per_gpu": 0},
+            "val": {"name": "val", "type": "VideoFolderDataset", "dataroot_gt": str(data / "val"),
+                    "test_mode": True, "cache_data": True},
+        },
+        "network_g": {"type": "BasicVSR", "num_feat": 8, "num_block": 1, "spynet_path": None},
+        "path": {"experiments_root": str(tmp_path / "experiments")},
+        "train": {"ema_decay": 0.9, "optim_g": {"type": "Adam", "lr": 1e-3, "betas": [0.9, 0.99]},
+                  "scheduler": {"type": "CosineAnnealingRestartLR", "periods": [12],
+                                "restart_weights": [1], "eta_min": 1e-5},
+                  "total_iter": 12, "warmup_iter": 3, "fix_flow": 2, "flow_lr_mul": 0.5,
+                  "pixel_opt": {"type": "CharbonnierLoss", "loss_weight": 1.0, "reduction": "mean"}},
+        "val": {"val_freq": 1000, "save_img": False, "pbar": False,
+                "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 0, "test_y_channel": False}}},
+        "logger": {"print_freq": 1, "save_checkpoint_freq": 4, "use_tb_logger": False},
+    }
+    for key, value in changes.items():
+        node = opt
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return opt
+
+
+def write_options(path: Path, opt: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    return path

@@ -1,0 +1,144 @@
+"""Training behaviour: resume after kill -9, precision, fix_flow, errors, distributed launch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import REPO_ROOT, tiny_train_options, write_options
+from vsrt import train
+from vsrt.models import build_model
+from vsrt.options import load_options
+
+
+def load_params(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_train(args: list[str], env_extra: dict[str, str] | None = None, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "vsrt.train", *args], env=env, cwd=kwargs.get("cwd"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    opt_path = write_options(tmp_path / "tiny.yml", tiny_train_options(tmp_path))
+    reference = train.main(["-opt", str(opt_path), "--force_yml", "name=reference"])
+    expected = load_params(Path(reference) / "models" / "net_g_latest.pth")
+
+    proc = run_train(["-opt", str(opt_path), "--force_yml", "name=killed"], cwd=tmp_path)
+    states = tmp_path / "experiments" / "killed" / "training_states"
+    deadline = time.time() + 120
+    while not (states / "4.state").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    output = proc.communicate()[0]
+    latest = tmp_path / "experiments" / "killed" / "models" / "net_g_latest.pth"
+    assert not latest.exists(), "the run ended before it could be killed:\n" + output
+    assert (states / "4.state").exists(), output
+
+    resumed = run_train(["-opt", str(opt_path), "--force_yml", "name=killed", "--auto_resume"], cwd=tmp_path)
+    output = resumed.communicate()[0]
+    assert resumed.returncode == 0, output
+    assert "Resumed from" in output
+    got = load_params(latest)
+    for key in ("params", "params_ema"):
+        for name, value in expected[key].items():
+            torch.testing.assert_close(got[key][name], value, rtol=0, atol=0, msg=f"{key}.{name}")
+
+
+def test_checkpoint_files_and_log(tmp_path):
+    opt_path = write_options(tmp_path / "tiny.yml", tiny_train_options(tmp_path, **{"train.total_iter": 4}))
+    root = Path(train.main(["-opt", str(opt_path)]))
+    assert sorted(p.name for p in (root / "models").iterdir()) == ["net_g_4.pth", "net_g_latest.pth"]
+    assert [p.name for p in (root / "training_states").iterdir()] == ["4.state"]
+    state = torch.load(root / "training_states" / "4.state", weights_only=True)
+    assert state["iter"] == 4 and len(state["optimizers"]) == 1
+    log = next(root.glob("train_tiny_*.log")).read_text()
+    assert "iter:       4, lr:(" in log and "l_pix:" in log
+    assert (root / "tiny.yml").read_text().startswith("# GENERATE TIME:")
+    assert not list(root.rglob("*.tmp")), "temporary checkpoint files left behind"
+
+
+def test_bf16_autocast_training_step_on_cpu(tmp_path):
+    opt, _ = load_options(write_options(tmp_path / "o.yml", tiny_train_options(tmp_path, precision="bf16")),
+                          is_train=True, root=tmp_path)
+    model = build_model(opt)
+    assert model.precision.dtype is torch.bfloat16 and not model.precision.needs_scaler
+    before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    model.feed_data({"lq": torch.rand(1, 3, 3, 8, 8), "gt": torch.rand(1, 3, 3, 32, 32)})
+    model.optimize_parameters(current_iter=5)
+    assert torch.isfinite(torch.tensor(model.log_dict["l_pix"]))
+    changed = [k for k, v in model.net_g.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("forward_trunk") for k in changed)
+    assert all(v.dtype == torch.float32 for v in model.net_g.state_dict().values())
+
+
+def test_fp16_request_on_cpu_falls_back_to_fp32(tmp_path):
+    opt, _ = load_options(write_options(tmp_path / "o.yml", tiny_train_options(
+        tmp_path, model_type="RecurrentMixPrecisionRTModel")), is_train=True, root=tmp_path)
+    model = build_model(opt)
+    assert model.precision.name == "fp32"
+
+
+def test_fix_flow_and_flow_lr_mul(tmp_path):
+    opt, _ = load_options(write_options(tmp_path / "o.yml", tiny_train_options(tmp_path)),
+                          is_train=True, root=tmp_path)
+    model = build_model(opt)
+    normal_group, flow_group = model.optimizer_g.param_groups
+    assert flow_group["lr"] == pytest.approx(normal_group["lr"] * 0.5)
+    assert len(flow_group["params"]) == len(list(model.net_g.spynet.parameters()))
+    batch = {"lq": torch.rand(1, 3, 3, 8, 8), "gt": torch.rand(1, 3, 3, 32, 32)}
+    spynet_before = [p.clone() for p in model.net_g.spynet.parameters()]
+    model.feed_data(batch)
+    model.optimize_parameters(current_iter=1)  # fix_flow: 2 -> SpyNet frozen at iteration 1
+    assert all(torch.equal(a, b) for a, b in zip(spynet_before, model.net_g.spynet.parameters()))
+    model.optimize_parameters(current_iter=2)
+    assert not all(torch.equal(a, b) for a, b in zip(spynet_before, model.net_g.spynet.parameters()))
+
+
+def test_non_finite_loss_stops_with_clear_message(tmp_path):
+    opt, _ = load_options(write_options(tmp_path / "o.yml", tiny_train_options(tmp_path)),
+                          is_train=True, root=tmp_path)
+    model = build_model(opt)
+    model.feed_data({"lq": torch.rand(1, 3, 3, 8, 8), "gt": torch.full((1, 3, 3, 32, 32), float("nan"))})
+    with pytest.raises(FloatingPointError, match="Non-finite loss .* iteration 7"):
+        model.optimize_parameters(current_iter=7)
+
+
+def test_missing_spynet_file_is_a_clear_error(tmp_path):
+    opt = tiny_train_options(tmp_path)
+    opt["network_g"]["spynet_path"] = str(tmp_path / "nope.pth")
+    opt, _ = load_options(write_options(tmp_path / "o.yml", opt), is_train=True, root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="network_g.spynet_path.*nope.pth"):
+        build_model(opt)
+
+
+def test_bad_network_key_fails_before_reading_data(tmp_path):
+    opt = tiny_train_options(tmp_path)
+    opt["network_g"]["num_blocks"] = 2
+    opt["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "does_not_exist")
+    opt_path = write_options(tmp_path / "o.yml", opt)
+    with pytest.raises(TypeError, match="'num_blocks' is not an argument of BasicVSR. Did you mean 'num_block'"):
+        train.main(["-opt", str(opt_path)])
+
+
+def test_dist_train_sh_two_cpu_processes(tmp_path):
+    opt = tiny_train_options(tmp_path, **{"train.total_iter": 4, "train.fix_flow": 0})
+    opt_path = write_options(tmp_path / "tiny.yml", opt)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1",
+           "MASTER_PORT": str(29500 + os.getpid() % 1000)}
+    result = subprocess.run(["bash", str(REPO_ROOT / "dist_train.sh"), "2", str(opt_path)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    root = tmp_path / "experiments" / "tiny"
+    assert (root / "models" / "net_g_latest.pth").exists()
+    log = next(root.glob("train_tiny_*.log")).read_text()
+    assert "2 process(es)" in log

@@ -1,0 +1,29 @@
+"""``python -m vsrt <command>``: demo, train, test (more commands in later releases)."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "demo": ("vsrt.demo", "train a tiny BasicVSR on synthetic clips and compare with bicubic"),
+    "train": ("vsrt.train", "train from an option file (same as python -m vsrt.train)"),
+    "test": ("vsrt.test", "test from an option file (same as python -m vsrt.test)"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = ["usage: python -m vsrt COMMAND [args]", "", "commands:"]
+        lines += [f"  {name:<8} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+        if argv and argv[0] not in ("-h", "--help"):
+            lines.insert(0, f"unknown command '{argv[0]}'")
+        print("\n".join(lines), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    import importlib
+
+    importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Image-quality metrics, looked up by the ``type:`` of a YAML metric block.
+
+    val:
+      metrics:
+        psnr: {type: calculate_psnr, crop_border: 0, test_y_channel: false}
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from vsrt.metrics.metric_util import reorder_image, to_y_channel
+from vsrt.metrics.psnr_ssim import (
+    calculate_psnr,
+    calculate_psnr_pt,
+    calculate_ssim,
+    calculate_ssim_pt,
+)
+from vsrt.registry import METRIC_REGISTRY
+
+__all__ = [
+    "METRIC_REGISTRY", "calculate_metric", "calculate_psnr", "calculate_psnr_pt",
+    "calculate_ssim", "calculate_ssim_pt", "reorder_image", "to_y_channel",
+]
+
+
+def calculate_metric(data: dict[str, Any], opt: dict[str, Any]) -> Any:
+    """Score ``data`` (``{'img': output, 'img2': reference}``) with the metric ``opt`` names.
+
+    ``opt['type']`` picks the registered metric; every other key of ``opt``
+    is passed as a keyword (metrics ignore keys they do not use, e.g. ``better``).
+    """
+    opt = copy.deepcopy(dict(opt))
+    if "type" not in opt:
+        raise KeyError(f"metric options need a 'type' key (one of {', '.join(METRIC_REGISTRY.keys())}); "
+                       f"got keys {sorted(opt)}")
+    metric = METRIC_REGISTRY.get(opt.pop("type"))
+    return metric(**data, **opt)
