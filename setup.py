@@ -12,6 +12,7 @@ setup(
     long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["vsrt", "vsrt.*"]),
+    package_data={"vsrt.data": ["meta_info/*.txt"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1", "torchvision>=0.16", "numpy", "opencv-python-headless", "pyyaml", "einops",

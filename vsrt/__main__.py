@@ -8,6 +8,8 @@ COMMANDS = {
     "demo": ("vsrt.demo", "train a tiny BasicVSR on synthetic clips and compare with bicubic"),
     "train": ("vsrt.train", "train from an option file (same as python -m vsrt.train)"),
     "test": ("vsrt.test", "test from an option file (same as python -m vsrt.test)"),
+    "upscale": ("vsrt.inference.upscale", "upscale a video file or a folder of frames (streaming)"),
+    "zoo": ("vsrt.zoo", "list or show the named model presets"),
 }
 
 

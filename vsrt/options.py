@@ -106,6 +106,9 @@ DATASET_KEYS = {
     "downsampling_mode", "scale_list", "scales", "lq_size", "init_int_scale",
     "single_scale_ft", "use_duf_downsampling", "sigma", "noise_level", "clip_names",
     "num_overlap", "color", "mod_crop",
+    # arbitrary-scale (SAVSR) datasets; official key names
+    "downsample_mode", "max_scale", "CL_train_set", "only_sy_scale", "scale_h_list", "scale_w_list",
+    "use_arbitrary_scale_downsampling", "downsampling_scale",
 }
 
 # Keys that BasicSR-derived official option files carry but vsrt reads under
@@ -201,6 +204,10 @@ def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namesp
                         help=argparse.SUPPRESS)  # set by the deprecated torch.distributed.launch
     parser.add_argument("--force_yml", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override options, e.g. train.total_iter=100 val.val_freq=~")
+    if not is_train:
+        parser.add_argument("--scale", default=None, metavar="S | S_H,S_W",
+                            help="test at this scale, e.g. 2.5 or 1.5,3.8 (height, width); arbitrary-scale "
+                            "networks only, a fixed-scale network accepts only its own factor")
     return parser.parse_args(argv)
 
 

@@ -1,4 +1,4 @@
-"""Testing entry point: ``python -m vsrt.test -opt options/test/....yml``.
+"""Testing entry point: ``python -m vsrt.test -opt options/test/....yml [--scale 2.5 | 1.5,3.8]``.
 
 Runs every ``datasets.test*`` / ``datasets.val*`` entry, logs per-clip and
 average metrics, and writes ``results/<name>/metrics.json``.
@@ -14,10 +14,20 @@ from typing import Any
 import torch
 
 from vsrt.archs import ARCH_REGISTRY, check_network_options
+from vsrt.archs.scale import check_scale_supported, is_arbitrary_scale, parse_scale, scale_tag
 from vsrt.options import dict2str, load_options, parse_args
 from vsrt.registry import import_user_modules
+from vsrt.utils.checkpoint import unwrap_model
 from vsrt.utils.dist import get_dist_info, init_dist
 from vsrt.utils.logger import close_log_files, get_root_logger
+
+
+def use_scale(opt: dict[str, Any], dataset_opts: list[dict[str, Any]], scale: tuple[float, float]) -> None:
+    """``--scale`` for an arbitrary-scale network: the only scale of every test set, and the default one."""
+    opt["scale"] = list(scale)
+    for dataset_opt in dataset_opts:
+        dataset_opt.pop("downsampling_scale", None)
+        dataset_opt["scales"] = [list(scale)]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -42,11 +52,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from vsrt.data import build_dataset
     from vsrt.models import build_model
 
-    datasets = [build_dataset(d) for key, d in (opt.get("datasets") or {}).items()
-                if key.split("_")[0] in ("test", "val")]
-    if not datasets:
+    dataset_opts = [d for key, d in (opt.get("datasets") or {}).items() if key.split("_")[0] in ("test", "val")]
+    if not dataset_opts:
         raise ValueError(f"{args.opt}: no datasets.test* or datasets.val* entry to test on")
+    requested_scale = parse_scale(args.scale) if args.scale is not None else None
     model = build_model(opt)
+    if requested_scale is not None:
+        scale = check_scale_supported(unwrap_model(model.net_g), requested_scale)
+        if is_arbitrary_scale(unwrap_model(model.net_g)):
+            use_scale(opt, dataset_opts, scale)
+        logger.info("Testing at scale %s", scale_tag(scale))
+    datasets = [build_dataset(d) for d in dataset_opts]
     save_img = bool((opt.get("val") or {}).get("save_img", False))
     report: dict[str, Any] = {}
     for dataset in datasets:

@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> str:
     try:
         for epoch in range(start_epoch, total_epochs + 1):
             sampler.set_epoch(epoch)
+            if hasattr(loader.dataset, "set_epoch"):  # epoch-based curricula (SAVSR scales)
+                loader.dataset.set_epoch(epoch)
             if skip_batches:
                 sampler.skip_next(skip_batches * loader.batch_size)
             first_batch, skip_batches = skip_batches, 0

@@ -165,7 +165,9 @@ class VideoRecurrentModel(BaseModel):
     def _log_validation(self, dataset_name: str, current_iter: int, averages: dict[str, float],
                         scores: torch.Tensor, clip_names: list[str], metric_names: list[str],
                         tb_logger: Any) -> None:
-        best = getattr(self, "best_metric_results", {}).setdefault(dataset_name, {})
+        if not hasattr(self, "best_metric_results"):
+            self.best_metric_results: dict[str, dict[str, tuple[float, int]]] = {}
+        best = self.best_metric_results.setdefault(dataset_name, {})
         lines = [f"Validation {dataset_name}"]
         for j, metric in enumerate(metric_names):
             better = (self.opt["val"]["metrics"][metric] or {}).get("better", "higher")
@@ -181,8 +183,6 @@ class VideoRecurrentModel(BaseModel):
                 tb_logger.add_scalar(f"metrics/{metric}", value, current_iter)
                 for i, clip in enumerate(clip_names):
                     tb_logger.add_scalar(f"metrics/{metric}/{clip}", float(scores[i, j]), current_iter)
-        self.best_metric_results = getattr(self, "best_metric_results", {})
-        self.best_metric_results[dataset_name] = best
         self.logger.info("\n".join(lines))
 
 

@@ -1,0 +1,155 @@
+"""VRT: golden parity (network and the official tiled test_video), checkpoints, behaviour."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from vsrt.archs import build_network
+from vsrt.archs.flow.spynet import SpyNet
+from vsrt.archs.vrt.inference import test_video as vrt_test_video
+from vsrt.archs.vrt.vrt_arch import OFFICIAL_CONFIGS, VRT
+
+VENDORED = Path(__file__).resolve().parent / "fixtures" / "parity" / "vrt"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "parity" / "vrt"
+
+
+def parity_cases() -> list:
+    cases, seen = [], set()
+    for root in (VENDORED, SHARED):
+        for path in sorted(root.glob("*.pt")) if root.is_dir() else []:
+            if path.name not in seen:  # vendored files are copies of shared ones
+                seen.add(path.name)
+                cases.append(pytest.param(path, id=f"{root.parent.parent.name}/{path.stem}"))
+    return cases
+
+
+def load_case(path: Path) -> tuple[dict, VRT]:
+    case = torch.load(path, map_location="cpu", weights_only=True)
+    model = VRT(**case["kwargs"])
+    model.load_state_dict(case["state_dict"], strict=True)
+    return case, model.eval()
+
+
+def tiny(seed: int = 0, **overrides) -> VRT:
+    torch.manual_seed(seed)
+    return VRT(**{**VRT.tiny_config, **overrides}).eval()
+
+
+def clip(t: int = 2, c: int = 3, h: int = 40, w: int = 40, seed: int = 1) -> torch.Tensor:
+    return torch.rand(1, t, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("path", parity_cases())
+def test_parity_with_official_fixture(path: Path) -> None:
+    case, model = load_case(path)
+    with torch.no_grad():
+        if case.get("procedure"):  # the official tiled/chunked main_test_vrt.test_video
+            args = SimpleNamespace(**case["forward_kwargs"])
+            out = vrt_test_video(case["inputs"]["lq"], model, args)
+        else:
+            out = model(*case["inputs"].values(), **case["forward_kwargs"])
+    want = case["outputs"]["out"]
+    assert out.shape == want.shape
+    err = (out - want).abs()
+    assert bool((err <= case["atol"] + case["rtol"] * want.abs()).all()), f"max abs err {err.max():.3g}"
+
+
+def test_computed_buffers_equal_the_official_ones() -> None:
+    """relative_position_index, position_bias and SpyNet mean/std are rebuilt bit for bit."""
+    for path in sorted(VENDORED.glob("*.pt")):
+        case = torch.load(path, map_location="cpu", weights_only=True)
+        model = VRT(**case["kwargs"])
+        for name, buffer in model.named_buffers():
+            assert torch.equal(buffer, case["state_dict"][name]), f"{path.stem}: {name}"
+
+
+@pytest.mark.parametrize("task", ["001_VRT_videosr_bi_REDS_6frames", "002_VRT_videosr_bi_REDS_16frames",
+                                  "003_VRT_videosr_bi_Vimeo_7frames", "005_VRT_videodeblurring_DVD",
+                                  "008_VRT_videodenoising_DAVIS", "009_VRT_videofi_Vimeo_4frames"])
+def test_official_configs_have_official_sizes(task: str) -> None:
+    """Parameter and state-dict key counts of the released models (fact sheet, section 2)."""
+    expected = {"001": (30_676_435, 1666, 124), "002": (35_134_783, 1666, 124), "003": (32_577_991, 1666, 124),
+                "005": (18_320_007, 1526, 116), "008": (18_320_871, 1526, 116), "009": (9_943_387, 1354, 114)}
+    with torch.device("meta"):
+        model = VRT(**OFFICIAL_CONFIGS[task])
+    params = sum(p.numel() for p in model.parameters())
+    buffers = sum(1 for _ in model.buffers())
+    assert (params, len(model.state_dict()), buffers) == expected[task[:3]]
+
+
+def test_state_dict_round_trip_and_repeatable_forward() -> None:
+    model, clone = tiny(seed=0), tiny(seed=1)
+    clone.load_state_dict(model.state_dict(), strict=True)
+    x = clip()
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (1, 2, 3, 160, 160)
+        assert torch.equal(out, model(x))  # nothing on self changes during forward
+        assert torch.equal(out, clone(x))
+
+
+@pytest.mark.parametrize(("overrides", "in_shape", "out_shape"), [
+    ({"upscale": 1}, (1, 3, 3, 40, 48), (1, 3, 3, 40, 48)),
+    ({"upscale": 1, "nonblind_denoising": True}, (1, 2, 4, 40, 40), (1, 2, 3, 40, 40)),
+    ({"upscale": 2, "pa_frames": 4}, (1, 3, 3, 40, 40), (1, 3, 3, 80, 80)),
+    ({"upscale": 1, "pa_frames": 0, "img_size": [2, 32, 32]}, (1, 2, 3, 32, 32), (1, 1, 3, 32, 32)),
+    ({"upscale": 1, "pa_frames": 0, "out_chans": 6, "img_size": [2, 32, 32]}, (1, 2, 3, 32, 32), (1, 2, 3, 32, 32)),
+])
+def test_task_heads_output_shapes(overrides: dict, in_shape: tuple, out_shape: tuple) -> None:
+    model = tiny(**overrides)
+    with torch.no_grad():
+        out = model(torch.rand(in_shape))
+    assert out.shape == out_shape and torch.isfinite(out).all()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    config = dict(VRT.tiny_config, upscale=1, depths=[3, 1, 1, 1, 1, 1, 1, 2], drop_path_rate=0.1)
+    plain = VRT(**config).train()
+    checkpointed = VRT(**config, use_checkpoint_attn=True, use_checkpoint_ffn=True,
+                       no_checkpoint_attn_blocks=[7], no_checkpoint_ffn_blocks=[1]).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    assert checkpointed.stage1.residual_group1.blocks[1].use_checkpoint_attn
+    assert not checkpointed.stage8[1].residual_group.blocks[0].use_checkpoint_attn
+    assert not checkpointed.stage2.residual_group2.blocks[0].use_checkpoint_ffn
+    x, target = clip(seed=2), torch.rand(1, 2, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(7)  # same drop-path draws (checkpointing replays the RNG state)
+        loss = (model(x) - target).abs().mean()
+        loss.backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 100
+    for key in grads[0]:
+        torch.testing.assert_close(grads[1][key], grads[0][key], rtol=1e-5, atol=1e-7, msg=key)
+
+
+def test_spynet_path_is_only_read_by_load_spynet(tmp_path: Path) -> None:
+    model = VRT(**VRT.tiny_config, spynet_path=str(tmp_path / "missing.pth"))  # no file access
+    spynet = SpyNet()
+    for p in spynet.parameters():
+        torch.nn.init.normal_(p)
+    torch.save({"params": spynet.state_dict()}, tmp_path / "spynet.pth")
+    model.load_spynet(tmp_path / "spynet.pth")
+    for key, value in spynet.state_dict().items():
+        assert torch.equal(model.spynet.state_dict()[key], value), key
+    with pytest.raises(FileNotFoundError):
+        model.load_spynet()
+
+
+def test_registry_builds_and_rejects_typos() -> None:
+    model = build_network({"type": "VRT", **copy.deepcopy(VRT.tiny_config)})
+    assert isinstance(model, VRT)
+    with pytest.raises(TypeError, match="Did you mean 'pa_frames'"):
+        build_network({"type": "VRT", "pa_frame": 2})
+
+
+def test_bad_inputs_give_clear_errors() -> None:
+    with pytest.raises(ValueError, match="pa_frames=6 needs at least 4 frames"):
+        tiny(pa_frames=6, deformable_groups=6, embed_dims=[12] * 8)(clip(t=3))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        tiny()(clip(h=42))

@@ -1,0 +1,145 @@
+"""Multi-head attention inside 3-D windows with a relative position bias.
+
+One module serves PSRT-recurrent (every token of a window is a query) and
+MIA-VSR / IIA-VSR (only the last frame's tokens are queries, keys are the whole
+window). Parameter names (``relative_position_bias_table``, ``qkv``, ``proj``)
+and the ``relative_position_index`` buffer follow the official checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from vsrt.archs.layers.window import Size3, relative_position_index
+
+
+def truncated_normal_(tensor: torch.Tensor, std: float, bound: float = 2.0) -> torch.Tensor:
+    """timm's ``trunc_normal_(std=std)`` (absolute bounds +-2): at std 0.02 the cut is
+    100 sigma away, so a clamped normal draw is the same distribution and much faster."""
+    with torch.no_grad():
+        return tensor.normal_(0.0, std).clamp_(-bound, bound)
+
+
+class WindowAttention3D(nn.Module):
+    """Window attention with a learned relative position bias.
+
+    Args:
+        dim: token channels.
+        window_size: (frames, h, w) of a window; ``N = frames*h*w`` tokens.
+        num_heads: attention heads (``dim`` must be divisible by it).
+        qkv_bias: bias in the qkv projection.
+        qk_scale: logit scale; default ``head_dim ** -0.5``.
+        last_frame_queries: False: all N tokens are queries (bias table of
+            ``(2wd-1)(2wh-1)(2ww-1)`` rows). True: only the ``wh*ww`` tokens of the
+            last frame are queries, and their frame coordinate in the relative index
+            is 0 (MIA-VSR layout, table of ``wd(2wh-1)(2ww-1)`` rows).
+    """
+
+    def __init__(self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = True,
+                 qk_scale: float | None = None, last_frame_queries: bool = False) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        wd, wh, ww = window_size
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.last_frame_queries = last_frame_queries
+        if last_frame_queries:
+            rows = wd * (2 * wh - 1) * (2 * ww - 1)
+            index = relative_position_index(window_size, query_frame=0)
+        else:
+            rows = (2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1)
+            index = relative_position_index(window_size)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
+        truncated_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", index)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    @property
+    def num_queries(self) -> int:
+        return self.relative_position_index.shape[0]
+
+    def position_bias(self) -> torch.Tensor:
+        """``(heads, Nq, N)`` bias from the table."""
+        bias = self.relative_position_bias_table[self.relative_position_index]  # (Nq, N, heads)
+        return rearrange(bias, "q k h -> h q k")
+
+    def attend(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of the query tokens, before ``proj``.
+
+        Args:
+            windows: ``(n*nW, N, dim)`` tokens, window-major per sample.
+            mask: ``(nW, Nq, N)`` additive shifted-window mask, or None.
+        Returns:
+            ``(n*nW, Nq, dim)``.
+        """
+        num_windows_total, num_tokens, _ = windows.shape
+        qkv = rearrange(self.qkv(windows), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, N, head_dim)
+        q = q[:, :, num_tokens - self.num_queries:]  # the last frame's tokens, or all
+        # 4-D inputs and a 4-D mask keep SDPA on its fused CPU kernel (3-D or 5-D fall
+        # back to a several times slower path)
+        attn_mask = self.position_bias().to(q.dtype).unsqueeze(0)  # (1, heads, Nq, N)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn_mask = attn_mask + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, Nq, N)
+            if num_windows_total != nw:  # windows are sample-major: repeat per sample
+                attn_mask = attn_mask.repeat(num_windows_total // nw, 1, 1, 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        return rearrange(out, "b h t d -> b t (h d)")
+
+    def attend_kept(self, windows: torch.Tensor, keep: torch.Tensor, mask: torch.Tensor | None = None,
+                    bucket: int = 8) -> torch.Tensor:
+        """:meth:`attend` for the kept queries only: ``attend(windows, mask)[keep]``.
+
+        Windows without a kept query are skipped entirely (no q, k, v); the others
+        are grouped by their number of kept queries, rounded up to a multiple of
+        ``Nq // bucket``, and each group runs as one dense batch whose query rows
+        are the window's kept tokens (padded with a few unused rows).
+
+        Args:
+            windows: ``(n*nW, N, dim)``.
+            keep: ``(n*nW, Nq)`` bool.
+            mask: ``(nW, Nq, N)`` or None.
+        Returns:
+            ``(K, dim)`` for the ``K = keep.sum()`` kept queries in ``keep.nonzero()`` order.
+        """
+        num_queries, num_tokens, dim = self.num_queries, windows.shape[1], self.dim
+        counts = keep.sum(1)
+        step = max(1, num_queries // bucket)
+        rounded = (counts + step - 1) // step * step  # padded query rows per window
+        out = windows.new_zeros(keep.shape[0], num_queries, dim)
+        bias = self.position_bias()  # (heads, Nq, N)
+        w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
+        b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
+        for size in rounded.unique().tolist():
+            if size == 0:
+                continue
+            index = (rounded == size).nonzero().squeeze(1)  # (M,) windows of this group
+            # kept query positions first (stable), then unused ones: (M, size)
+            rows = torch.argsort((~keep[index]).to(torch.uint8), dim=1, stable=True)[:, :size]
+            query_tokens = windows[index, num_tokens - num_queries:].gather(
+                1, rows.unsqueeze(-1).expand(-1, -1, dim))  # (M, size, dim)
+            q = rearrange(F.linear(query_tokens, w_q, b_q), "m s (h d) -> m h s d", h=self.num_heads)
+            k, v = rearrange(F.linear(windows[index], w_kv, b_kv), "m t (two h d) -> two m h t d",
+                             two=2, h=self.num_heads)
+            attn_mask = bias[:, rows].transpose(0, 1).to(q.dtype)  # (M, heads, size, N)
+            if mask is not None:
+                window_mask = mask.to(q.dtype)[index % mask.shape[0]]  # (M, Nq, N)
+                attn_mask = attn_mask + window_mask.gather(
+                    1, rows.unsqueeze(-1).expand(-1, -1, num_tokens)).unsqueeze(1)
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+            valid = torch.arange(size, device=rows.device) < counts[index].unsqueeze(1)  # (M, size)
+            out[index.unsqueeze(1).expand_as(rows)[valid], rows[valid]] = rearrange(
+                attended, "m h s d -> m s (h d)")[valid].to(out.dtype)
+        return out[keep]
+
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)``."""
+        return self.proj(self.attend(windows, mask))

@@ -1,0 +1,102 @@
+"""Flow-guided modulated deformable convolution (DCNv2) on ``torchvision.ops.deform_conv2d``.
+
+The offsets are predicted as a bounded residual on top of optical flow, as in
+BasicVSR++ (Chan et al., CVPR 2022, arXiv 2104.13371) and VRT's parallel warping
+(Liang et al., arXiv 2201.12288). No compiled extension is needed: the sampling
+itself is torchvision's ``deform_conv2d``, which runs on CPU and GPU.
+
+State-dict layout (VRT's ``pa_deform``): ``weight``, ``bias`` and
+``conv_offset.{0,2,4,6}.{weight,bias}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchvision.ops import deform_conv2d
+
+
+class FlowGuidedDeformConv(nn.Module):
+    """Modulated deformable 3x3 convolution of ``num_neighbors`` frames guided by their flows.
+
+    ``forward(neighbors, warped_neighbors, current, flows)``:
+
+    * ``neighbors``: ``(b, k*C, h, w)``, the ``k = num_neighbors`` UNWARPED neighbour
+      features, concatenated nearest neighbour first;
+    * ``warped_neighbors``: ``k`` tensors ``(b, C, h, w)``, each neighbour pre-warped by its flow
+      (only used to predict the offsets);
+    * ``current``: ``(b, C, h, w)``, the frame the neighbours are aligned to;
+    * ``flows``: ``k`` tensors ``(b, 2, h, w)`` with ``(dx, dy)`` channels.
+
+    Returns ``(b, out_channels, h, w)``. The main weight has ``in_channels`` input
+    channels although the input has ``k * in_channels``: torchvision then runs a grouped
+    convolution in which output channels ``j*out/k ... (j+1)*out/k - 1`` only see
+    neighbour ``j`` (VRT's layout, kept for checkpoint compatibility). The
+    ``deformable_groups`` offset groups are spread over all ``k * in_channels`` input
+    channels, so offset chunk ``j`` (of ``k`` equal chunks) belongs to neighbour ``j``
+    and receives that neighbour's flow.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 padding: int = 1, deformable_groups: int = 1,
+                 max_residue_magnitude: float = 10.0, num_neighbors: int = 1) -> None:
+        super().__init__()
+        if deformable_groups % num_neighbors:
+            raise ValueError(f"deformable_groups ({deformable_groups}) must be divisible by "
+                             f"num_neighbors ({num_neighbors})")
+        if out_channels % num_neighbors:
+            raise ValueError(f"out_channels ({out_channels}) must be divisible by "
+                             f"num_neighbors ({num_neighbors})")
+        if (num_neighbors * in_channels) % deformable_groups:
+            raise ValueError(f"deformable_groups ({deformable_groups}) must divide the "
+                             f"{num_neighbors * in_channels} input channels")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.padding = padding
+        self.deformable_groups = deformable_groups
+        self.max_residue_magnitude = max_residue_magnitude
+        self.num_neighbors = num_neighbors
+
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        taps = kernel_size * kernel_size
+        offset_in = (1 + num_neighbors) * in_channels + 2 * num_neighbors
+        self.conv_offset = nn.Sequential(
+            nn.Conv2d(offset_in, out_channels, 3, 1, 1),
+            nn.LeakyReLU(negative_slope=0.1, inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1),
+            nn.LeakyReLU(negative_slope=0.1, inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1),
+            nn.LeakyReLU(negative_slope=0.1, inplace=True),
+            # per offset group and tap: dy, dx and a modulation logit
+            nn.Conv2d(out_channels, 3 * taps * deformable_groups, 3, 1, 1),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform main weight, zero bias, zero last offset conv (alignment starts at the flow)."""
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size ** 2)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.zeros_(self.bias)
+        nn.init.zeros_(self.conv_offset[-1].weight)
+        nn.init.zeros_(self.conv_offset[-1].bias)
+
+    def forward(self, neighbors: torch.Tensor, warped_neighbors: list[torch.Tensor],
+                current: torch.Tensor, flows: list[torch.Tensor]) -> torch.Tensor:
+        if len(flows) != self.num_neighbors or len(warped_neighbors) != self.num_neighbors:
+            raise ValueError(f"expected {self.num_neighbors} neighbours and flows, got "
+                             f"{len(warped_neighbors)} and {len(flows)}")
+        out = self.conv_offset(torch.cat([*warped_neighbors, current, *flows], dim=1))
+        offset_y_x_1, offset_y_x_2, mask = torch.chunk(out, 3, dim=1)
+        residual = self.max_residue_magnitude * torch.tanh(torch.cat([offset_y_x_1, offset_y_x_2], 1))
+        # chunk j of the offsets belongs to neighbour j; flows are (dx, dy), offsets (dy, dx)
+        chunks = torch.chunk(residual, self.num_neighbors, dim=1)
+        offset = torch.cat([chunk + flow.flip(1).repeat(1, chunk.shape[1] // 2, 1, 1)
+                            for chunk, flow in zip(chunks, flows)], dim=1)
+        # float32 sampling: torchvision's CPU kernel has no half / bfloat16 version
+        out = deform_conv2d(neighbors.float(), offset.float(), self.weight.float(), self.bias.float(),
+                            padding=self.padding, mask=torch.sigmoid(mask.float()))
+        return out.to(neighbors.dtype)

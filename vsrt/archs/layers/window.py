@@ -1,0 +1,97 @@
+"""3-D (frames x rows x cols) window helpers for Swin-style video attention.
+
+Parameter-free: window partition/reverse, padding to window multiples, the
+shifted-window attention mask and relative position indices. Token order inside
+a window is (frame, row, col), as in Video Swin / PSRT / MIA-VSR checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+Size3 = tuple[int, int, int]
+
+# value added to the attention logits of token pairs from different shifted regions
+SHIFT_MASK_VALUE = -100.0
+
+
+def as_size3(window_size: Sequence[int]) -> Size3:
+    """Validate a (frames, h, w) window size given as list or tuple."""
+    if len(window_size) != 3:
+        raise ValueError(f"window_size must be (frames, h, w); got {window_size!r}")
+    d, h, w = (int(v) for v in window_size)
+    return d, h, w
+
+
+def pad_to_windows(x: torch.Tensor, window_size: Size3, pad_frames: bool = True) -> torch.Tensor:
+    """Zero-pad ``(n, d, h, w, c)`` at the end of d (optional), h and w to window multiples."""
+    _, d, h, w, _ = x.shape
+    pad_d = (-d) % window_size[0] if pad_frames else 0
+    pad_h, pad_w = (-h) % window_size[1], (-w) % window_size[2]
+    if pad_d or pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h, 0, pad_d))
+    return x
+
+
+def window_partition(x: torch.Tensor, window_size: Size3) -> torch.Tensor:
+    """``(n, D, H, W, c)`` (sides multiples of the window) -> ``(n*nW, wd*wh*ww, c)``."""
+    wd, wh, ww = window_size
+    return rearrange(x, "n (d wd) (h wh) (w ww) c -> (n d h w) (wd wh ww) c", wd=wd, wh=wh, ww=ww)
+
+
+def window_reverse(windows: torch.Tensor, window_size: Size3, batch: int, padded: Size3) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``(n*nW, wd*wh*ww, c)`` -> ``(n, D, H, W, c)``.
+
+    ``window_size[0]`` may be 1 for windows that hold a single frame.
+    """
+    wd, wh, ww = window_size
+    d, h, w = padded
+    return rearrange(windows, "(n d h w) (wd wh ww) c -> n (d wd) (h wh) (w ww) c",
+                     n=batch, d=d // wd, h=h // wh, w=w // ww, wd=wd, wh=wh, ww=ww)
+
+
+def shifted_window_mask(padded: Size3, window_size: Size3, shift_size: Size3,
+                        device: torch.device | None = None) -> torch.Tensor:
+    """Attention mask of shifted windows, ``(nW, N, N)`` with 0 / -100.
+
+    Swin's labelling: along each axis the padded grid is cut into
+    ``[0, -window)``, ``[-window, -shift)`` and ``[-shift, end)``; tokens of one
+    window attend freely only to tokens carrying the same label.
+    """
+    labels = torch.zeros(1, *padded, 1, device=device)
+    cuts = [(slice(-ws), slice(-ws, -s), slice(-s, None)) for ws, s in zip(window_size, shift_size)]
+    count = 0
+    for sd in cuts[0]:
+        for sh in cuts[1]:
+            for sw in cuts[2]:
+                labels[:, sd, sh, sw, :] = count
+                count += 1
+    label_windows = window_partition(labels, window_size).squeeze(-1)  # (nW, N)
+    differs = label_windows.unsqueeze(1) != label_windows.unsqueeze(2)  # (nW, N, N)
+    return torch.zeros(differs.shape, device=device).masked_fill(differs, SHIFT_MASK_VALUE)
+
+
+def relative_position_index(window_size: Size3, query_frame: int | None = None) -> torch.Tensor:
+    """Index into a relative-position bias table, ``(Nq, N)`` int64.
+
+    Keys are all ``N = wd*wh*ww`` tokens of a window. With ``query_frame=None`` the
+    queries are all tokens too (table of ``(2wd-1)(2wh-1)(2ww-1)`` rows). With an
+    integer, the queries are the ``wh*ww`` tokens of one frame whose frame
+    coordinate is taken as ``query_frame`` (MIA-VSR passes 0; its table has
+    ``wd(2wh-1)(2ww-1)`` rows).
+    """
+    wd, wh, ww = window_size
+    keys = torch.stack(torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww),
+                                      indexing="ij")).flatten(1)  # (3, N)
+    if query_frame is None:
+        queries = keys
+    else:
+        queries = torch.stack(torch.meshgrid(torch.tensor([query_frame]), torch.arange(wh),
+                                             torch.arange(ww), indexing="ij")).flatten(1)  # (3, Nq)
+    rel = queries[:, :, None] - keys[:, None, :]  # (3, Nq, N)
+    rel_d, rel_h, rel_w = rel[0] + wd - 1, rel[1] + wh - 1, rel[2] + ww - 1
+    return (rel_d * (2 * wh - 1) + rel_h) * (2 * ww - 1) + rel_w

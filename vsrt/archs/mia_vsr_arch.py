@@ -1,0 +1,293 @@
+"""MIA-VSR: recurrent video SR with masked intra- and inter-frame attention.
+
+Paper: "Video Super-Resolution Transformer with Masked Inter&Intra-Frame
+Attention", Zhou et al., CVPR 2024, arXiv:2401.06312. Official code:
+LabShuHangGU/MIA-VSR (``MIAVSR`` in ``archs/mia_vsr_arch.py``, its transformer
+``SwinIRFM`` in ``archs/mia_sliding_arch.py``). State-dict keys are identical,
+so official checkpoints load with ``strict=True``.
+
+Each propagation step stacks [output two steps back, previous output (both
+patch-warped; at the first recurrent step both are the previous output),
+current frame]. In every block only the current frame's tokens are queries;
+keys/values are the tokens of all three frames (the two neighbours stay fixed
+through all blocks). From the second step of a branch on, a per-token mask
+predictor compares the block's normalised input with the previous step's: tokens
+that changed little reuse the previous step's attention projection and MLP
+output instead of computing them.
+
+Deliberate differences from the official code:
+* the four transformers are built on every device (official: only with CUDA),
+  the all-ones mask is not created with ``.cuda()``, ``torch._six`` is not used;
+* eval with masks works for any batch size (official: batch 1 only), and the
+  masked tokens also skip their attention query rows (kept queries are gathered
+  into dense per-window batches; windows without kept tokens skip q, k and v);
+  the official computes every attention row and skips only the output projection
+  and the MLP. ``model.skip_masked_tokens = False`` restores that (same result);
+* masks: ``forward(lqs)`` returns the HR clip only; ``return_masks=True`` also
+  returns ``[branch][step][block]`` kept-token fractions (0-d tensors, None at each
+  branch's first step) in training *and* eval (official eval returns only Nones);
+* ``spynet_path`` is read only by :meth:`load_spynet`; ``window_size`` may be a
+  list or tuple and must have 3 frames; see :mod:`vsrt.archs.layers.recurrent`
+  for mirror detection, ``cpu_cache_length`` and freed features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from vsrt.archs.layers.attention import WindowAttention3D
+from vsrt.archs.layers.mlp import DropPath, Mlp
+from vsrt.archs.layers.patch_align import PatchAlignTransformer
+from vsrt.archs.layers.recurrent import RecurrentPatchAlignNet, StepFn
+from vsrt.archs.layers.window import (
+    Size3,
+    as_size3,
+    pad_to_windows,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+from vsrt.registry import ARCH_REGISTRY
+
+GUMBEL_TEMPERATURE = 2.0 / 3.0
+
+
+def gumbel_sigmoid_keep(logit: torch.Tensor, training: bool, temperature: float = GUMBEL_TEMPERATURE,
+                        eps: float = 1e-8) -> torch.Tensor:
+    """0/1 keep decision from a logit; straight-through Gumbel-sigmoid in training.
+
+    Eval: ``sigmoid(logit / temperature) >= 0.5`` (official test, i.e. logit >= 0 up
+    to float rounding). Training: logistic noise (difference of two Gumbel samples)
+    is added, and the hard value carries the gradient of the soft one.
+    """
+    if not training:
+        return (torch.sigmoid(logit / temperature) >= 0.5).to(logit.dtype)
+    gumbel_1 = -torch.log(-torch.log(torch.rand_like(logit) + eps) + eps)
+    gumbel_2 = -torch.log(-torch.log(torch.rand_like(logit) + eps) + eps)
+    soft = torch.sigmoid((logit + gumbel_1 - gumbel_2) / temperature)
+    return ((soft >= 0.5).to(soft.dtype) - soft).detach() + soft
+
+
+class TokenKeepPredictor(nn.Module):
+    """Linear score of how much a token changed since the previous step (key ``predmask.rnn``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.rnn = nn.Linear(dim, 1)
+
+    def forward(self, change: torch.Tensor) -> torch.Tensor:
+        """``(..., dim)`` absolute token change -> ``(..., 1)`` keep mask in {0, 1}."""
+        return gumbel_sigmoid_keep(self.rnn(change), self.training)
+
+
+class StepMemory:
+    """What each block of one branch saw and produced at the previous step."""
+
+    def __init__(self, skip_masked_tokens: bool = True) -> None:
+        self.previous: dict[nn.Module, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.kept: list[torch.Tensor | None] = []  # per block, for the current step
+        self.skip_masked_tokens = skip_masked_tokens
+
+
+def apply_to_kept(fn: nn.Module, x: torch.Tensor, keep: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``where(keep, fn(x), fallback)`` row-wise, evaluating ``fn`` only on kept rows.
+
+    ``x`` ``(..., c)``, ``keep`` ``(..., 1)`` in {0, 1}, ``fallback`` ``(..., c_out)``.
+    """
+    rows = keep.reshape(-1).nonzero().squeeze(1)
+    out = fallback.reshape(-1, fallback.shape[-1]).clone()
+    out[rows] = fn(x.reshape(-1, x.shape[-1])[rows]).to(out.dtype)
+    return out.view(fallback.shape)
+
+
+class IntraInterFrameBlock(nn.Module):
+    """MIA-VSR's masked block (``MaskSwinTransformerBlock``; IIA-VSR's without predictor).
+
+    ``forward(x, neighbours, attn_mask, memory)``: ``x`` ``(n, h, w, c)`` current
+    frame tokens, ``neighbours`` ``(n, 2, h, w, c)`` (already normalised by
+    ``patch_embed``), ``attn_mask`` ``(nW, wh*ww, N)`` current-frame rows of the
+    shifted mask. ``memory`` is None (no masking: IIA-VSR, ``use_mask=False``) or the
+    branch's :class:`StepMemory`; tokens are masked from the second step of a branch on.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: Size3, shifted: bool, mlp_ratio: float = 2.0,
+                 drop_path: float = 0.0, mask_predictor: bool = True) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = (window_size[0], window_size[1] // 2, window_size[2] // 2) if shifted else (0, 0, 0)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention3D(dim, window_size, num_heads, last_frame_queries=True)
+        if mask_predictor:  # official key attn.predmask.rnn (present even with use_mask=False)
+            self.attn.predmask = TokenKeepPredictor(dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    @property
+    def shifted(self) -> bool:
+        return any(s > 0 for s in self.shift_size)
+
+    def _to_pixels(self, windows: torch.Tensor, n: int, padded_hw: tuple[int, int], h: int, w: int) -> torch.Tensor:
+        """Current-frame windows ``(n*nW, wh*ww, c)`` -> ``(n, h, w, c)`` (un-shifted, cropped)."""
+        grid = window_reverse(windows, (1, *self.window_size[1:]), n, (1, *padded_hw))[:, 0]
+        if self.shifted:
+            grid = torch.roll(grid, shifts=self.shift_size[1:], dims=(1, 2))
+        return grid[:, :h, :w]
+
+    def forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
+                memory: StepMemory | None) -> torch.Tensor:
+        n, h, w, _ = x.shape
+        tokens = pad_to_windows(self.norm1(torch.cat([neighbours, x.unsqueeze(1)], dim=1)), self.window_size)
+        padded_hw = tuple(tokens.shape[2:4])
+        if self.shifted:  # the frame roll by ws0 of ws0 frames is the identity: roll h, w only
+            tokens = torch.roll(tokens, shifts=tuple(-s for s in self.shift_size[1:]), dims=(2, 3))
+        windows = window_partition(tokens, self.window_size)  # (n*nW, N, c)
+        queries = windows[:, -self.attn.num_queries:]  # current frame tokens (n*nW, wh*ww, c)
+        prev = memory.previous.get(self) if memory is not None else None
+        keep = None if prev is None else self.attn.predmask((queries - prev[0]).abs())  # (n*nW, wh*ww, 1)
+
+        mask = attn_mask if self.shifted else None
+        if keep is None:
+            attn_out = self.attn(windows, mask)
+        elif self.training:
+            attn_out = self.attn(windows, mask) * keep + prev[1] * (1 - keep)
+        elif memory.skip_masked_tokens:  # attention rows, proj and MLP of kept tokens only
+            kept_rows = keep.squeeze(-1) > 0  # (n*nW, wh*ww)
+            attn_out = prev[1].clone()
+            attn_out[kept_rows] = self.attn.proj(self.attn.attend_kept(windows, kept_rows, mask)).to(attn_out.dtype)
+        else:  # as the official: every attention row, proj and MLP of kept tokens only
+            attn_out = apply_to_kept(self.attn.proj, self.attn.attend(windows, mask), keep, prev[1])
+        x = x + self.drop_path(self._to_pixels(attn_out, n, padded_hw, h, w))
+
+        keep_map = None if keep is None else self._to_pixels(keep, n, padded_hw, h, w)  # (n, h, w, 1)
+        if keep_map is None:
+            hidden = self.drop_path(self.mlp(self.norm2(x)))
+        elif self.training:
+            hidden = self.drop_path(self.mlp(self.norm2(x))) * keep_map + prev[2] * (1 - keep_map)
+        else:
+            hidden = apply_to_kept(lambda z: self.mlp(self.norm2(z)), x, keep_map, prev[2])
+        if memory is not None:
+            # clone: the query slice would otherwise keep all three frames' windows alive
+            memory.previous[self] = (queries.detach().clone(), attn_out.detach(), hidden.detach())
+            # fraction over real pixels (padding excluded), differentiable in training
+            memory.kept.append(None if keep_map is None else keep_map.mean())
+        return x + hidden
+
+
+class IntraInterFrameTransformer(PatchAlignTransformer):
+    """MIA/IIA ``SwinIRFM``: ``(n, 3, c, h, w)`` [nb2, nb1, current] -> ``(n, c, h, w)``."""
+
+    def __init__(self, in_chans: int, embed_dim: int, depths: Sequence[int], num_heads: Sequence[int],
+                 window_size: Size3, mask_predictor: bool, mlp_ratio: float = 2.0,
+                 drop_path_rate: float = 0.1) -> None:
+        def make_block(index: int, heads: int, drop_path: float) -> nn.Module:
+            return IntraInterFrameBlock(embed_dim, heads, window_size, shifted=index % 2 == 1, mlp_ratio=mlp_ratio,
+                                        drop_path=drop_path, mask_predictor=mask_predictor)
+
+        super().__init__(in_chans, embed_dim, depths, num_heads, make_block, drop_path_rate)
+
+    def forward(self, cond: torch.Tensor, attn_mask: torch.Tensor, memory: StepMemory | None = None) -> torch.Tensor:
+        cond = self.embed_input(cond)
+        center = cond[:, -1]  # (n, c, h, w)
+        tokens = self.patch_embed(rearrange(cond, "n t c h w -> n t h w c"))
+        neighbours, x = tokens[:, :-1], tokens[:, -1]
+        for layer in self.layers:
+            x = layer(x, neighbours=neighbours, attn_mask=attn_mask, memory=memory)
+        x = self.norm(x)
+        return self.conv_after_body(rearrange(x, "n h w c -> n c h w")) + center
+
+
+class IntraInterFrameNet(RecurrentPatchAlignNet):
+    """Shared body of :class:`MIAVSR` and :class:`IIAVSR` (see the module docstring)."""
+
+    def __init__(self, in_channels: int, mid_channels: int, embed_dim: int, depths: Sequence[int],
+                 num_heads: Sequence[int], window_size: Sequence[int], num_frames: int, img_size: int,
+                 patch_size: int, cpu_cache_length: int, is_low_res_input: bool, spynet_path: str | None,
+                 mask_predictor: bool, use_mask: bool) -> None:
+        window = as_size3(window_size)
+        if window[0] != 3:
+            raise ValueError(f"window_size must span the 3 stacked frames (window_size[0] == 3); got {window}")
+
+        def make_aligner() -> nn.Module:
+            return IntraInterFrameTransformer(in_channels, embed_dim, depths, num_heads, window,
+                                              mask_predictor=mask_predictor)
+
+        super().__init__(in_channels, mid_channels, embed_dim, cpu_cache_length, is_low_res_input,
+                         spynet_path, make_aligner)
+        self.window_size = window
+        self.num_frames = num_frames  # official bookkeeping only
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.use_mask = use_mask and mask_predictor
+        # eval with masks: True also skips the attention rows of unchanged tokens; False
+        # computes every attention row and skips only proj and MLP, as the official
+        self.skip_masked_tokens = True
+
+    def shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+        wd, wh, ww = self.window_size
+        padded = (wd, -(-h // wh) * wh, -(-w // ww) * ww)
+        mask = shifted_window_mask(padded, self.window_size, (wd, wh // 2, ww // 2), device)
+        return mask[:, -wh * ww:]  # rows of the current (last) frame: (nW, wh*ww, N)
+
+    def make_step(self, name: str, attn_mask: torch.Tensor, records: list) -> StepFn:
+        aligner = self.patch_align[name]
+        memory = StepMemory(self.skip_masked_tokens) if self.use_mask else None
+
+        def step(current: torch.Tensor, aligned_1: torch.Tensor | None,
+                 aligned_2: torch.Tensor | None) -> torch.Tensor:
+            if aligned_1 is None:  # first step: the current frame three times
+                cond = torch.stack([current, current, current], dim=1)
+            else:  # at the first recurrent step the official repeats the previous output
+                aligned_2 = aligned_1 if aligned_2 is None else aligned_2
+                cond = torch.stack([aligned_2, aligned_1, current], dim=1)  # (n, 3, c, h, w)
+            if memory is not None:
+                memory.kept = []
+            out = aligner(cond, attn_mask.to(current.dtype), memory)
+            records.append(memory.kept if memory is not None else None)
+            return out
+
+        return step
+
+    def forward(self, lqs: torch.Tensor, return_masks: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list | None]:
+        """``(n, t, 3, h, w)`` -> ``(n, t, 3, 4h, 4w)`` (not clamped).
+
+        With ``return_masks=True`` returns ``(out, masks)``; ``masks`` is None without
+        mask prediction, else ``masks[branch][step][block]`` = fraction of the frame's
+        pixels whose attention projection and MLP were computed (0-d tensor, padding
+        excluded, differentiable in training: the official sparsity loss averages these;
+        None at each branch's first step, where every token is computed).
+        Branches in the order backward_1, forward_1, backward_2, forward_2; steps in
+        processing order.
+        """
+        out, records = self.run(lqs)
+        if not return_masks:
+            return out
+        masks = [records[name] for name in self.branch_names] if self.use_mask else None
+        return out, masks
+
+
+@ARCH_REGISTRY.register()
+class MIAVSR(IntraInterFrameNet):
+    """MIA-VSR, x4. Args as the official ``MIAVSR`` (see :class:`BasicRecurrentSwin`), plus
+
+    use_mask: predict token masks and skip unchanged tokens (False: compute every
+        token; the ``predmask`` parameters exist either way).
+    """
+
+    scale = 4
+    tiny_config: ClassVar[dict] = {"mid_channels": 8, "embed_dim": 12, "depths": (2,), "num_heads": (2,)}
+
+    def __init__(self, in_channels: int = 3, mid_channels: int = 64, embed_dim: int = 120,
+                 depths: Sequence[int] = (6, 6, 6, 6, 6, 6), num_heads: Sequence[int] = (6, 6, 6, 6, 6, 6),
+                 window_size: Sequence[int] = (3, 8, 8), num_frames: int = 3, img_size: int = 64,
+                 patch_size: int = 1, cpu_cache_length: int = 100, is_low_res_input: bool = True,
+                 use_mask: bool = True, spynet_path: str | None = None) -> None:
+        super().__init__(in_channels, mid_channels, embed_dim, depths, num_heads, window_size, num_frames,
+                         img_size, patch_size, cpu_cache_length, is_low_res_input, spynet_path,
+                         mask_predictor=True, use_mask=use_mask)

@@ -1,0 +1,261 @@
+"""Temporal mutual self attention (TMSA) blocks of VRT.
+
+VRT: A Video Restoration Transformer (Liang et al., IEEE TIP 2024), arXiv 2201.12288,
+official code https://github.com/JingyunLiang/VRT (``models/network_vrt.py``).
+
+Attention runs in 3-D windows of the channel-last feature ``(n, d, h, w, c)``. A
+window of the mutual groups spans two frames: besides self attention over the whole
+window, the tokens of each frame query the other frame (mutual attention, no relative
+bias, a sine position encoding instead). Parameter names (``qkv_self``, ``qkv_mut``,
+``proj``, ``relative_position_bias_table``, ``fc11``/``fc12``/``fc2``) and the buffers
+(``relative_position_index``, ``position_bias``) are the official ones.
+
+Differences from the official code: stages pass channel-last tensors (the official one
+permutes to channel-first between modules; the values are the same); attention uses
+``F.scaled_dot_product_attention``; the shifted-window mask is rebuilt per call instead
+of being held in an ``lru_cache``; the unused ``input_resolution`` arguments are gone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from vsrt.archs.layers.mlp import DropPath
+from vsrt.archs.layers.window import (
+    Size3,
+    pad_to_windows,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+
+def clamp_window(size: Size3, window_size: Sequence[int],
+                 shift_size: Sequence[int]) -> tuple[Size3, Size3]:
+    """Shrink the window to the input along axes where the input is not larger; no shift there."""
+    window = tuple(min(s, ws) for s, ws in zip(size, window_size))
+    shift = tuple(0 if s <= ws else sh for s, ws, sh in zip(size, window_size, shift_size))
+    return window, shift  # type: ignore[return-value]
+
+
+def sine_position_encoding(height: int, width: int, num_pos_feats: int,
+                           temperature: float = 10000.0) -> torch.Tensor:
+    """2-D sine encoding of a ``height x width`` grid (DETR style, normalised to 2*pi).
+
+    Returns ``(1, height*width, 2*num_pos_feats)``: tokens row-major, channels the
+    y part then the x part, each interleaved ``[sin(p0), cos(p1), sin(p2), ...]``.
+    """
+    scale, eps = 2 * math.pi, 1e-6
+    ones = torch.ones(1, height, width)
+    y_embed = ones.cumsum(1, dtype=torch.float32)
+    x_embed = ones.cumsum(2, dtype=torch.float32)
+    y_embed = y_embed / (y_embed[:, -1:, :] + eps) * scale
+    x_embed = x_embed / (x_embed[:, :, -1:] + eps) * scale
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float32)
+    dim_t = temperature ** (2 * (dim_t // 2) / num_pos_feats)
+
+    def interleave(embed: torch.Tensor) -> torch.Tensor:
+        pos = embed[..., None] / dim_t  # (1, h, w, F)
+        return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=4).flatten(3)
+
+    pos = torch.cat((interleave(y_embed), interleave(x_embed)), dim=3)  # (1, h, w, 2F)
+    return rearrange(pos, "one h w c -> one (h w) c").contiguous()
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+           bias: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax attention inside windows.
+
+    ``q, k, v``: ``(n*nW, heads, t, head_dim)``; ``bias``: ``(heads, t, t)`` or None;
+    ``mask``: ``(nW, t, t)`` additive or None. Returns ``(n*nW, t, heads*head_dim)``.
+    """
+    # masks are kept 4-D: SDPA's fused CPU kernel rejects 3-D ones
+    attn_mask = None if bias is None else bias.to(q.dtype).unsqueeze(0)  # (1, heads, t, t)
+    if mask is not None:
+        nw = mask.shape[0]
+        shift_mask = mask.to(q.dtype).unsqueeze(1)  # (nW, 1, t, t)
+        attn_mask = shift_mask if attn_mask is None else attn_mask + shift_mask  # (nW, heads|1, t, t)
+        # windows are sample-major: (nW, ., t, t) -> (n*nW, ., t, t) (a view when n == 1)
+        attn_mask = attn_mask.expand(q.shape[0] // nw, *attn_mask.shape).flatten(0, 1)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+    return rearrange(out, "b h t d -> b t (h d)")
+
+
+class MutualSelfAttention(nn.Module):
+    """Window self attention with relative position bias, plus mutual attention (optional).
+
+    ``forward(windows (n*nW, N, C), mask (nW, N, N) | None) -> (n*nW, N, C)``. With
+    ``mut_attn`` the window holds two frames of ``N/2`` tokens; frame-2 queries attend to
+    frame 1 and frame-1 queries to frame 2, and ``proj`` maps ``[mutual, self]`` (2C) to C.
+    """
+
+    def __init__(self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = False,
+                 qk_scale: float | None = None, mut_attn: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.mut_attn = mut_attn
+        wd, wh, ww = window_size
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1), num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window_size))
+        self.qkv_self = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        if mut_attn:
+            self.register_buffer("position_bias", sine_position_encoding(wh, ww, dim // 2))
+            self.qkv_mut = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(2 * dim if mut_attn else dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def _split_heads(self, qkv: torch.Tensor) -> torch.Tensor:
+        return rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        num_tokens = windows.shape[1]
+        # a window clamped to a small input keeps the leading block of the full-window index
+        index = self.relative_position_index[:num_tokens, :num_tokens]
+        bias = rearrange(self.relative_position_bias_table[index], "q k h -> h q k")
+        q, k, v = self._split_heads(self.qkv_self(windows))
+        out = attend(q, k, v, self.scale, bias, mask)
+        if not self.mut_attn:
+            return self.proj(out)
+
+        q, k, v = self._split_heads(self.qkv_mut(windows + self.position_bias.repeat(1, 2, 1)))
+        (q1, q2), (k1, k2), (v1, v2) = (t.chunk(2, dim=2) for t in (q, k, v))
+        half = num_tokens // 2
+        # the official code masks both directions with the frame-1 x frame-1 block
+        half_mask = None if mask is None else mask[:, :half, :half]
+        frame1_aligned = attend(q2, k1, v1, self.scale, None, half_mask)
+        frame2_aligned = attend(q1, k2, v2, self.scale, None, half_mask)
+        mutual = torch.cat([frame1_aligned, frame2_aligned], dim=1)  # (n*nW, N, C)
+        return self.proj(torch.cat([mutual, out], dim=2))
+
+
+class GEGLUMlp(nn.Module):
+    """``fc2(gelu(fc11(x)) * fc12(x))`` (gated GELU feed-forward, exact erf GELU)."""
+
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int | None = None) -> None:
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        self.fc11 = nn.Linear(in_features, hidden_features)
+        self.fc12 = nn.Linear(in_features, hidden_features)
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc11(x)) * self.fc12(x))
+
+
+NormFactory = Callable[[int], nn.Module]
+
+
+class TMSA(nn.Module):
+    """One pre-norm transformer block: (shifted) window attention then the GEGLU MLP.
+
+    ``forward(x (n, d, h, w, c), mask) -> (n, d, h, w, c)``; ``mask`` is the shifted-window
+    mask of the (clamped) window, used only when this block shifts.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: Size3, shift_size: Size3,
+                 mut_attn: bool, mlp_ratio: float, qkv_bias: bool, qk_scale: float | None,
+                 drop_path: float, norm_layer: NormFactory, use_checkpoint_attn: bool,
+                 use_checkpoint_ffn: bool) -> None:
+        super().__init__()
+        if not all(0 <= s < w for s, w in zip(shift_size, window_size)):
+            raise ValueError(f"shift {shift_size} must lie in [0, window {window_size})")
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.use_checkpoint_attn = use_checkpoint_attn
+        self.use_checkpoint_ffn = use_checkpoint_ffn
+        self.norm1 = norm_layer(dim)
+        self.attn = MutualSelfAttention(dim, window_size, num_heads, qkv_bias, qk_scale, mut_attn)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = GEGLUMlp(dim, int(dim * mlp_ratio))
+
+    def _attention_branch(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        n, d, h, w, _ = x.shape
+        window, shift = clamp_window((d, h, w), self.window_size, self.shift_size)
+        # padded tokens are zeros after the norm and are not masked (as the official code)
+        x = pad_to_windows(self.norm1(x), window)
+        padded = x.shape[1:4]
+        shifted = any(shift)
+        if shifted:
+            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+        windows = self.attn(window_partition(x, window), mask if shifted else None)
+        x = window_reverse(windows, window, n, padded)  # (n, D, H, W, c) padded
+        if shifted:
+            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        return self.drop_path(x[:, :d, :h, :w])
+
+    def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        grad = torch.is_grad_enabled()
+        if self.use_checkpoint_attn and grad:
+            x = x + checkpoint(self._attention_branch, x, mask, use_reentrant=False)
+        else:
+            x = x + self._attention_branch(x, mask)
+        if self.use_checkpoint_ffn and grad:
+            x = x + checkpoint(self._mlp_branch, x, use_reentrant=False)
+        else:
+            x = x + self._mlp_branch(x)
+        return x
+
+
+class TMSAG(nn.Module):
+    """A group of TMSA blocks; odd blocks shift the windows by half a window.
+
+    ``forward(x (n, d, h, w, c)) -> (n, d, h, w, c)``.
+    """
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Sequence[int],
+                 mut_attn: bool = True, mlp_ratio: float = 2.0, qkv_bias: bool = False,
+                 qk_scale: float | None = None, drop_path: float | Sequence[float] = 0.0,
+                 norm_layer: NormFactory = nn.LayerNorm, use_checkpoint_attn: bool = False,
+                 use_checkpoint_ffn: bool = False) -> None:
+        super().__init__()
+        self.window_size: Size3 = tuple(window_size)  # type: ignore[assignment]
+        self.shift_size: Size3 = tuple(w // 2 for w in window_size)  # type: ignore[assignment]
+        rates = list(drop_path) if isinstance(drop_path, Sequence) else [drop_path] * depth
+        self.blocks = nn.ModuleList([
+            TMSA(dim, num_heads, self.window_size, (0, 0, 0) if i % 2 == 0 else self.shift_size,
+                 mut_attn, mlp_ratio, qkv_bias, qk_scale, rates[i], norm_layer,
+                 use_checkpoint_attn, use_checkpoint_ffn)
+            for i in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = tuple(x.shape[1:4])
+        window, shift = clamp_window(size, self.window_size, self.shift_size)
+        mask = None
+        if len(self.blocks) > 1 and any(shift):
+            padded = tuple(math.ceil(s / w) * w for s, w in zip(size, window))
+            mask = shifted_window_mask(padded, window, shift, device=x.device)
+        for block in self.blocks:
+            x = block(x, mask)
+        return x
+
+
+class RTMSA(nn.Module):
+    """Residual TMSA group of stage 8: ``x + linear(TMSAG(x))`` with self attention only."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Sequence[int],
+                 mlp_ratio: float = 2.0, qkv_bias: bool = True, qk_scale: float | None = None,
+                 drop_path: float | Sequence[float] = 0.0, norm_layer: NormFactory = nn.LayerNorm,
+                 use_checkpoint_attn: bool = False, use_checkpoint_ffn: bool = False) -> None:
+        super().__init__()
+        self.residual_group = TMSAG(dim, depth, num_heads, window_size, False, mlp_ratio,
+                                    qkv_bias, qk_scale, drop_path, norm_layer,
+                                    use_checkpoint_attn, use_checkpoint_ffn)
+        self.linear = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear(self.residual_group(x))
