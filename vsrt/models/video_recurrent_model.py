@@ -7,20 +7,55 @@ default). Batches are ``lq (n, t, c, h, w)`` and ``gt (n, t, c, H, W)``.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import inspect
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from vsrt.archs.scale import fixed_scale
+from vsrt.archs.tiling import TileConfig, tiled_inference
+from vsrt.inference.spec import describe_network
 from vsrt.losses import build_loss
+from vsrt.losses.sparsity_loss import build_sparsity_loss, kept_token_ratio
 from vsrt.metrics import calculate_metric
 from vsrt.models.base_model import BaseModel
 from vsrt.registry import MODEL_REGISTRY
 from vsrt.utils import imwrite, tensor2img
 from vsrt.utils.checkpoint import unwrap_model
 from vsrt.utils.dist import all_reduce_sum
+
+
+def tile_config_from_options(tile_opt: dict[str, Any] | None, network_opt: dict[str, Any]) -> TileConfig | None:
+    """``val.tile`` as a :class:`~vsrt.archs.tiling.TileConfig`; None (whole clips) when absent.
+
+    Keys are the ``TileConfig`` fields, e.g. ``{temporal_chunk: 12, temporal_overlap: 2,
+    tile: [64, 64], tile_overlap: [20, 20]}``; ``size_multiple`` (what an axis processed whole
+    is padded to) defaults to the network's need, VRT's window size.
+    """
+    if not tile_opt:
+        return None
+    valid = [f.name for f in dataclasses.fields(TileConfig)]
+    if not isinstance(tile_opt, dict):
+        raise TypeError(f"val.tile must be a mapping with keys {', '.join(valid)}; got {tile_opt!r}")
+    for key in tile_opt:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"val.tile: unknown key '{key}'.{hint} Valid keys: {', '.join(valid)}")
+    kwargs = {"size_multiple": describe_network(network_opt).size_multiple, **tile_opt}
+    try:
+        return TileConfig(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"val.tile: {err} (frames go in temporal_chunk / temporal_overlap, "
+                         "tile and tile_overlap are (h, w))") from err
 
 
 @MODEL_REGISTRY.register()
@@ -60,12 +95,48 @@ class VideoRecurrentModel(BaseModel):
                 param.requires_grad_(not frozen)
         self.logger.info("%s the flow network at iteration %d", "Freeze" if frozen else "Train", current_iter)
 
-    def compute_losses(self, output: Any) -> dict[str, torch.Tensor]:
-        """Named loss terms for one forward output (subclasses add terms)."""
-        return {"l_pix": self.cri_pix(output.float(), self.gt)}
+    # statistics of the last training step that are not losses (kept_ratio); set by compute_losses
+    train_stats: Mapping[str, float] = MappingProxyType({})
+
+    @functools.cached_property
+    def net_returns_token_masks(self) -> bool:
+        """Whether ``net_g.forward`` takes ``return_masks`` (MIA-VSR, IIA-VSR).
+
+        Such a network is trained with its token masks and the sparsity loss
+        whatever the model type (official MIA-VSR files: ``RecurrentMixPrecisionRTModel``).
+        """
+        return "return_masks" in inspect.signature(unwrap_model(self.net_g).forward).parameters
+
+    @functools.cached_property
+    def cri_sparsity(self) -> torch.nn.Module:
+        """``train.sparsity_opt`` / ``train.sparsity_target`` (see ``build_sparsity_loss``), built on first use."""
+        criterion = build_sparsity_loss(self.opt["train"], self.opt.get("opt_path", "options")).to(self.device)
+        self.logger.info("Token-mask sparsity loss: %s", criterion)
+        return criterion
 
     def forward_train(self) -> Any:
+        """The HR clip, or ``(clip, token masks)`` for a network that can return masks."""
+        if self.net_returns_token_masks:
+            return self.net_g(self.lq, return_masks=True)
         return self.net_g(self.lq)
+
+    def compute_losses(self, output: Any) -> dict[str, torch.Tensor]:
+        """Named loss terms for one :meth:`forward_train` output (subclasses add terms).
+
+        With token masks (MIA-VSR, ``use_mask: true``) the sparsity loss ``l_spa`` is
+        added and the kept-token ratio, averaged over processes, is logged as ``kept_ratio``.
+        """
+        masks = None
+        if isinstance(output, tuple):  # (clip, masks); masks is None without mask prediction
+            output, masks = output
+        losses = {"l_pix": self.cri_pix(output.float(), self.gt)}
+        self.train_stats = {}
+        if masks is not None:
+            losses["l_spa"] = self.cri_sparsity(masks)
+            with torch.no_grad():
+                ratio = all_reduce_sum(kept_token_ratio(masks).reshape(1).clone()) / self.world_size
+            self.train_stats = {"kept_ratio": float(ratio)}
+        return losses
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.set_flow_frozen(current_iter)
@@ -80,6 +151,7 @@ class VideoRecurrentModel(BaseModel):
             values = torch.tensor(list(self.log_dict.values()), device=self.device)
             values = all_reduce_sum(values) / self.world_size
             self.log_dict = OrderedDict(zip(self.log_dict, values.tolist()))
+        self.log_dict.update(self.train_stats)  # already averaged over processes
 
     # ----------------------------------------------------------- inference
     def network_for_test(self) -> torch.nn.Module:
@@ -88,20 +160,38 @@ class VideoRecurrentModel(BaseModel):
 
     @torch.no_grad()
     def infer(self, lq: torch.Tensor) -> torch.Tensor:
-        """``(n, t, c, h, w)`` -> ``(n, t, c, H, W)`` in eval mode (float32 result)."""
+        """``(n, t, c, h, w)`` -> ``(n, t, c, H, W)`` in eval mode (float32 result).
+
+        ``val`` options: ``tile`` (see :func:`tile_config_from_options`) runs the network chunk
+        by chunk and tile by tile through :mod:`vsrt.archs.tiling`, accumulating the output on
+        the CPU as the official VRT test does (so the result is then a CPU tensor);
+        ``pad_seq`` appends a copy of the last frame and drops its output (VRT on Vimeo-90K-T,
+        7 -> 8 frames, as KAIR); ``flip_seq`` averages with the output of the reversed clip.
+        """
+        val_opt = self.opt.get("val") or {}
+        tiles = tile_config_from_options(val_opt.get("tile"), self.opt["network_g"])
         net = self.network_for_test()
+        scale = int(fixed_scale(net) or self.opt.get("scale") or 1)
+
+        def run(clip: torch.Tensor) -> torch.Tensor:
+            with self.precision.autocast():
+                return net(clip.to(self.device)).float()
+
+        def restore(video: torch.Tensor) -> torch.Tensor:
+            return run(video) if tiles is None else tiled_inference(run, video, scale, tiles, output_device="cpu")
+
+        num_frames = lq.shape[1]
+        if val_opt.get("pad_seq"):
+            lq = torch.cat([lq, lq[:, -1:]], dim=1)  # (n, t, ...) -> (n, t + 1, ...)
         was_training = net.training
         net.eval()
         try:
-            with self.precision.autocast():
-                output = net(lq)
-            if self.opt.get("val", {}).get("flip_seq"):
-                with self.precision.autocast():
-                    flipped = net(lq.flip(1)).flip(1)
-                output = 0.5 * (output + flipped)
+            output = restore(lq)
+            if val_opt.get("flip_seq"):
+                output = 0.5 * (output + restore(lq.flip(1)).flip(1))
         finally:
             net.train(was_training)
-        return output.float()
+        return output[:, :num_frames] if val_opt.get("pad_seq") else output
 
     # ----------------------------------------------------------- validation
     def validation(self, dataloader: Any, current_iter: int, tb_logger: Any = None,
