@@ -87,7 +87,7 @@ SCHEMA: dict[str, Any] = {
     },
     "val": {
         "val_freq": ANY, "save_img": ANY, "suffix": ANY, "pbar": ANY, "flip_seq": ANY,
-        "center_frame_only": ANY, "metrics": ANY, "tile": ANY,
+        "center_frame_only": ANY, "metrics": ANY, "tile": ANY, "pad_seq": ANY,
     },
     "logger": {
         "print_freq": ANY, "save_checkpoint_freq": ANY, "use_tb_logger": ANY, "wandb": ANY,
@@ -109,6 +109,8 @@ DATASET_KEYS = {
     # arbitrary-scale (SAVSR) datasets; official key names
     "downsample_mode", "max_scale", "CL_train_set", "only_sy_scale", "scale_h_list", "scale_w_list",
     "use_arbitrary_scale_downsampling", "downsampling_scale",
+    # VRT (KAIR) datasets: random noise levels of non-blind denoising, Vimeo 7 -> 8 frames
+    "sigma_min", "sigma_max", "pad_sequence",
 }
 
 # Keys that BasicSR-derived official option files carry but vsrt reads under

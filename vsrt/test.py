@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import_user_modules(opt.get("imports") or [])
     network_opt = dict(opt["network_g"])
     check_network_options(ARCH_REGISTRY.get(network_opt.pop("type")), network_opt)
+    from vsrt.models.video_recurrent_model import tile_config_from_options
+
+    tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
     torch.manual_seed(int(opt.get("manual_seed") or 0))
     rank, _ = get_dist_info()
     results_root = Path(opt["path"]["results_root"])

@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> str:
     import_user_modules(opt.get("imports") or [])
     network_opt = dict(opt["network_g"])
     check_network_options(ARCH_REGISTRY.get(network_opt.pop("type")), network_opt)  # before any data
+    from vsrt.models.video_recurrent_model import tile_config_from_options
+
+    tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
     rank, world_size = get_dist_info()
     seed = opt.get("manual_seed")
     if seed is None:

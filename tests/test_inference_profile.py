@@ -1,0 +1,42 @@
+"""scripts/profile_model.py: one markdown row with parameters, FLOPs, latency and memory."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+import yaml
+
+from vsrt.archs import build_network
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "profile_model.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("profile_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_row_counts_params_and_flops(tmp_path, capsys):
+    network_g = {"type": "BasicVSR", "num_feat": 8, "num_block": 1}
+    opt = tmp_path / "tiny.yml"
+    opt.write_text(yaml.safe_dump({"name": "tiny", "network_g": network_g}))
+    row = load_script().main(["--opt", str(opt), "--frames", "3", "--size", "16", "16", "--device", "cpu",
+                              "--warmup", "0", "--runs", "1", "--header"])
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    params = sum(p.numel() for p in build_network(network_g).parameters())
+    assert cells[0] == "tiny" and cells[1] == "3×16×16" and cells[2] == "CPU" and cells[3] == "fp32"
+    assert float(cells[4]) == round(params / 1e6, 2)
+    assert float(cells[5]) > 0 and abs(float(cells[6]) - float(cells[5]) / 2) <= 0.1  # MACs = FLOPs / 2
+    out = capsys.readouterr().out
+    assert out.startswith("| model |") and "FlopCounterMode" in out and "RSS" in out
+
+
+def test_flop_counter_counts_a_conv_exactly():
+    """The documented convention: 2 FLOPs per multiply-add."""
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    flops = load_script().count_flops(conv, torch.rand(1, 3, 8, 8), torch.device("cpu"), "fp32")
+    assert flops == 2 * (4 * 8 * 8) * (3 * 3 * 3)

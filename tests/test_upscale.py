@@ -1,0 +1,199 @@
+"""``python -m vsrt upscale``: video with audio, folders, chunk borders, bounded memory, safe output."""
+
+from __future__ import annotations
+
+import tracemalloc
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from vsrt.archs import build_network
+from vsrt.inference.runner import ClipRunner
+from vsrt.inference.spec import describe_network
+from vsrt.inference.upscale import upscale_stream
+from vsrt.utils import tensor2img
+from vsrt.utils.synthetic import make_clip, write_clip_folders
+
+av = pytest.importorskip("av")
+TINY_BASICVSR = {"type": "BasicVSR", "num_feat": 8, "num_block": 1}
+TINY_SAVSR = {"type": "SAVSR", "num_feat": 16, "num_frame": 5, "slid_win": 3, "fusion_win": 3,
+              "w1_num_block": 1, "w2_num_block": 1, "n_resgroups": 1, "n_resblocks": 1}
+
+
+def save_tiny(root: Path, network_g: dict) -> tuple[torch.nn.Module, list[str]]:
+    """A tiny checkpoint + option file; returns the network and the CLI arguments that load it."""
+    torch.manual_seed(0)
+    net = build_network(network_g).eval()
+    ckpt, opt = root / f"{network_g['type']}.pth", root / f"{network_g['type']}.yml"
+    torch.save({"params": net.state_dict()}, ckpt)
+    opt.write_text(yaml.safe_dump({"name": "tiny", "network_g": network_g}))
+    return net, ["--opt", str(opt), "--weights", str(ckpt), "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_basicvsr(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("upscale_model"), TINY_BASICVSR)
+
+
+def make_video(path: Path, num_frames: int = 10, size: tuple[int, int] = (24, 32),
+               fps: Fraction = Fraction(30000, 1001), audio_codec: str = "aac") -> Path:
+    """An H.264 mp4 of a moving synthetic scene with a 440 Hz sine audio track."""
+    sample_rate = 44100
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[1], size[0], "yuv420p"
+        audio = out.add_stream(audio_codec, rate=sample_rate)
+        audio.layout = "mono"
+        for frame in make_clip(num_frames, *size, seed=3):
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        samples = int(sample_rate * num_frames / float(fps))
+        wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / sample_rate)).astype(np.float32)[None]
+        frame_size = audio.codec_context.frame_size or 1024
+        for start in range(0, samples, frame_size):
+            chunk = np.ascontiguousarray(wave[:, start:start + frame_size])
+            if chunk.shape[1] < frame_size:
+                chunk = np.pad(chunk, ((0, 0), (0, frame_size - chunk.shape[1])))
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = sample_rate, start
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode():
+            out.mux(packet)
+    return path
+
+
+def probe(path: Path) -> dict:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        info = {"rate": video.average_rate, "size": (video.codec_context.height, video.codec_context.width),
+                "audio": [s.codec_context.name for s in container.streams.audio]}
+        info["frames"] = sum(1 for _ in container.decode(video=0))
+    with av.open(str(path)) as container:
+        info["audio_packets"] = sum(1 for p in container.demux(audio=0) if p.size) if info["audio"] else 0
+    return info
+
+
+def test_upscale_video_keeps_fps_and_audio(tmp_path, tiny_basicvsr):
+    from vsrt.__main__ import main
+
+    _, model_args = tiny_basicvsr
+    source = make_video(tmp_path / "in.mp4", num_frames=10)
+    output = tmp_path / "out" / "up.mp4"
+    main(["upscale", str(source), "-o", str(output), *model_args, "--chunk", "4", "--chunk-overlap", "2",
+          "--crf", "20"])
+    got, expected = probe(output), probe(source)
+    assert got["frames"] == 10 and got["size"] == (96, 128)
+    assert got["rate"] == expected["rate"] == Fraction(30000, 1001)
+    assert got["audio"] == ["aac"] and got["audio_packets"] == expected["audio_packets"] > 0
+    assert [p.name for p in output.parent.iterdir()] == ["up.mp4"]  # no temporary file left
+
+
+def test_upscale_refuses_to_overwrite_and_reports_bad_input(tmp_path, tiny_basicvsr, capsys):
+    from vsrt.inference.upscale import main
+
+    _, model_args = tiny_basicvsr
+    frames = write_clip_folders(tmp_path / "frames", ["clip"], num_frames=3, height=16, width=16) / "clip"
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"keep me")
+    with pytest.raises(SystemExit) as err:
+        main([str(frames), "-o", str(output), *model_args])
+    assert err.value.code == 2 and "--force" in capsys.readouterr().err
+    assert output.read_bytes() == b"keep me"
+    main([str(frames), "-o", str(output), *model_args, "--force", "--fps", "12"])
+    assert probe(output)["frames"] == 3 and probe(output)["rate"] == 12
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    for bad, message in ((broken, "Cannot read video"), (tmp_path / "missing.mp4", "Input not found")):
+        with pytest.raises(SystemExit):
+            main([str(bad), "-o", str(tmp_path / "x.mp4"), *model_args])
+        assert message in capsys.readouterr().err
+
+
+def test_upscale_failure_leaves_no_partial_output(tmp_path, tiny_basicvsr, monkeypatch):
+    from vsrt.inference.upscale import main
+
+    _, model_args = tiny_basicvsr
+    frames = write_clip_folders(tmp_path / "frames", ["clip"], num_frames=6, height=16, width=16) / "clip"
+    calls = []
+
+    def failing(self, lq, frames=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory (simulated)")
+        return F.interpolate(lq[list(frames)], scale_factor=4)
+
+    monkeypatch.setattr(ClipRunner, "__call__", failing)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for output in (out_dir / "video.mkv", out_dir / "pngs"):
+        calls.clear()
+        with pytest.raises(RuntimeError, match="simulated"):
+            main([str(frames), "-o", str(output), *model_args, "--chunk", "3"])
+        assert list(out_dir.iterdir()) == []
+
+
+def test_folder_to_folder_matches_whole_clip(tmp_path, tiny_basicvsr):
+    """A recurrent model whose context covers the clip gives exactly the whole-clip output."""
+    from vsrt.inference.upscale import main
+
+    net, model_args = tiny_basicvsr
+    frames = write_clip_folders(tmp_path / "frames", ["clip"], num_frames=5, height=16, width=24) / "clip"
+    main([str(frames), "-o", str(tmp_path / "pngs"), *model_args, "--chunk", "2", "--chunk-overlap", "5"])
+    written = sorted((tmp_path / "pngs").glob("*.png"))
+    lq = torch.stack([torch.from_numpy(cv2.imread(str(p))[..., ::-1].copy()).permute(2, 0, 1).float() / 255
+                      for p in sorted(frames.glob("*.png"))])
+    with torch.no_grad():
+        whole = net(lq.unsqueeze(0))[0]
+    assert len(written) == 5
+    for k, path in enumerate(written):
+        np.testing.assert_array_equal(cv2.imread(str(path)), tensor2img(whole[k]))
+
+
+def test_sliding_window_chunks_equal_whole_video(tmp_path):
+    """SAVSR gets num_frame // 2 context frames, so chunked streaming is exact at any chunk size."""
+    torch.manual_seed(0)
+    net = build_network(TINY_SAVSR).eval()
+    runner = ClipRunner(net, describe_network(TINY_SAVSR, net), torch.device("cpu"), scale=(2.0, 2.5))
+    video = [(frame, (i, Fraction(1, 25))) for i, frame in enumerate(make_clip(7, 12, 16, seed=1))]
+    lq = torch.stack([torch.from_numpy(f[..., ::-1].copy()).permute(2, 0, 1).float() / 255 for f, _ in video])
+    reference = [tensor2img(frame) for frame in runner(lq)]
+    for chunk in (1, 3):
+        outputs = []
+        stats = upscale_stream(iter(video), runner, chunk, 2, lambda frame, ts, out=outputs: out.append(frame))
+        assert stats.frames_out == 7 and stats.max_window_frames <= chunk + 4
+        for got, want in zip(outputs, reference):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_memory_does_not_grow_with_video_length():
+    """8 vs 32 frames: same number of buffered frames and a similar tracemalloc peak."""
+    def runner(lq, frames):
+        return F.interpolate(lq[list(frames)], scale_factor=4, mode="nearest")
+
+    def frames(count):
+        for i in range(count):
+            yield np.full((32, 48, 3), i % 255, np.uint8), (i, Fraction(1, 25))
+
+    results = {}
+    for count in (8, 32):
+        emitted = []
+        tracemalloc.start()
+        stats = upscale_stream(frames(count), runner, chunk=4, context=2,
+                               emit=lambda frame, ts, out=emitted: out.append(frame.shape))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert stats.frames_out == len(emitted) == count
+        results[count] = (stats.max_buffered_frames, stats.max_window_frames, peak)
+    # at most chunk + 2 * context = 8 frames, whatever the length (the short video has fewer to hold)
+    assert results[8][:2] <= results[32][:2] == (8, 8)
+    assert results[32][2] < 1.25 * results[8][2] + 64 * 1024

@@ -1,0 +1,119 @@
+"""Run a loaded network on one clip: device, precision, tiling and the frame protocol.
+
+All tiling / temporal chunking goes through :mod:`vsrt.archs.tiling` (one call site,
+:func:`tiled_forward`), which reproduces the official VRT ``test_video`` / ``test_clip``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vsrt.archs.tiling import TileConfig, tiled_inference
+from vsrt.data.data_util import generate_frame_indices
+from vsrt.inference.spec import ModelSpec, Scale, forward_takes_scale, integer_scale
+
+
+def tiled_forward(model_fn: Any, lq: torch.Tensor, scale: int, config: TileConfig) -> torch.Tensor:
+    """``(n, t, c, h, w)`` -> ``(n, t', c', h*scale, w*scale)`` float32 on the CPU, tile by tile."""
+    return tiled_inference(model_fn, lq, scale, config, output_device="cpu")
+
+
+def tile_config(spec: ModelSpec, chunk: int = 0, chunk_overlap: int = 0, tile: Sequence[int] | int = 0,
+                tile_overlap: Sequence[int] | int = 0) -> TileConfig:
+    """A :class:`TileConfig` for ``spec`` (the network's size multiple is added)."""
+    return TileConfig(temporal_chunk=chunk, temporal_overlap=chunk_overlap if chunk else 0,
+                      tile=tile, tile_overlap=tile_overlap, size_multiple=spec.size_multiple)
+
+
+def autocast_context(device: torch.device, precision: str) -> Any:
+    """Autocast for ``fp16`` / ``bf16`` (fp16 on CPU falls back to fp32 with a warning)."""
+    from vsrt.models.precision import resolve_precision
+
+    return resolve_precision(precision, device).autocast() if precision != "fp32" else contextlib.nullcontext()
+
+
+@dataclass
+class ClipRunner:
+    """Callable ``(t, c, h, w)`` CPU frames in [0, 1] -> ``(k, c, H, W)`` float32 CPU outputs.
+
+    Args:
+        net: the network (in eval mode, already on ``device``).
+        spec: its :class:`ModelSpec`.
+        device: where the network runs; inputs are moved there tile by tile.
+        precision: ``fp32``, ``fp16`` or ``bf16`` (autocast).
+        tiles: chunk / tile sizes (:func:`tile_config`); ignored axes are processed whole.
+        scale: output scale (arbitrary-scale networks may take a pair).
+        noise_sigma: non-blind denoising noise level (0..255) appended as a constant channel.
+    """
+
+    net: torch.nn.Module
+    spec: ModelSpec
+    device: torch.device
+    precision: str = "fp32"
+    tiles: TileConfig = field(default_factory=TileConfig)
+    scale: Scale = 4
+    noise_sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        self.scale_kwargs = {"scale": self.scale} if forward_takes_scale(self.net) and self.spec.arbitrary_scale \
+            else {}
+        if self.spec.nonblind_denoising and self.noise_sigma is None:
+            raise ValueError(f"{self.spec.arch} is a non-blind denoiser: give the noise level (--noise-sigma)")
+
+    @torch.no_grad()
+    def model_fn(self, clip: torch.Tensor) -> torch.Tensor:
+        """One forward pass on ``(n, t, c, h, w)`` -> float32 output (on the network's device)."""
+        clip = clip.to(self.device, non_blocking=True)
+        if self.spec.nonblind_denoising:
+            n, t, _, h, w = clip.shape
+            clip = torch.cat([clip, clip.new_full((n, t, 1, h, w), float(self.noise_sigma) / 255.0)], dim=2)
+        with autocast_context(self.device, self.precision):
+            out = self.net(clip, **self.scale_kwargs)
+        if isinstance(out, (tuple, list)):  # e.g. (output, masks)
+            out = out[0]
+        return out.float()
+
+    def __call__(self, lq: torch.Tensor, frames: Sequence[int] | None = None) -> torch.Tensor:
+        """Outputs of ``frames`` (default: all) of the clip ``lq`` ``(t, c, h, w)``."""
+        frames = list(range(lq.shape[0])) if frames is None else list(frames)
+        if self.spec.kind == "sliding":
+            return torch.cat([self._sliding_frame(lq, i) for i in frames], dim=0)
+        if lq.shape[0] < self.spec.min_frames:
+            raise ValueError(f"{self.spec.arch} needs at least {self.spec.min_frames} frames, got {lq.shape[0]}")
+        factor = self._integer_scale()
+        out = tiled_forward(self.model_fn, lq.unsqueeze(0), factor, self.tiles)[0]
+        self._check_size(out, lq)
+        return out[frames]
+
+    def _sliding_frame(self, lq: torch.Tensor, index: int) -> torch.Tensor:
+        """The output of frame ``index`` from its reflected window ``(1, c, H, W)``."""
+        window = lq[generate_frame_indices(index, lq.shape[0], self.spec.num_frame, "reflection")]
+        factor = integer_scale(self.scale)
+        if factor is None:  # non-integer scales cannot be tiled (output tiles would not align)
+            if self.tiles.tile != (0, 0):
+                raise ValueError("spatial tiling needs an integer scale; drop --tile for scale "
+                                 f"{self.scale}")
+            out = self.model_fn(window.unsqueeze(0)).cpu()
+        else:
+            spatial = TileConfig(tile=self.tiles.tile, tile_overlap=self.tiles.tile_overlap)
+            out = tiled_forward(lambda clip: self.model_fn(clip).unsqueeze(1), window.unsqueeze(0), factor,
+                                spatial)[:, 0]
+        return out
+
+    def _integer_scale(self) -> int:
+        factor = integer_scale(self.scale)
+        if factor is None:
+            raise ValueError(f"{self.spec.arch}: scale {self.scale} is not an integer factor")
+        return factor
+
+    def _check_size(self, out: torch.Tensor, lq: torch.Tensor) -> None:
+        factor = self._integer_scale()
+        expected = (lq.shape[-2] * factor, lq.shape[-1] * factor)
+        if tuple(out.shape[-2:]) != expected:
+            raise ValueError(f"{self.spec.arch} returned {tuple(out.shape[-2:])} frames for input "
+                             f"{tuple(lq.shape[-2:])}; expected x{factor} = {expected} (check --scale)")

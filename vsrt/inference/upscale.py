@@ -1,0 +1,196 @@
+"""``python -m vsrt upscale INPUT -o OUTPUT``: upscale a video file or a folder of frames, streaming.
+
+    python -m vsrt upscale in.mp4 -o out.mp4 --model mia_vsr_reds --weights MIAVSR_REDS_x4.pth
+    python -m vsrt upscale frames/ -o out_frames/ --opt options/test/X.yml --chunk 8 --tile 128
+
+Frames are decoded, upscaled and encoded chunk by chunk, so memory depends on ``--chunk``,
+``--chunk-overlap`` and ``--tile``, never on the video length. Every network call sees
+``chunk + 2 * overlap`` frames: the ``overlap`` frames on each side are context (recurrent
+propagation, VRT's temporal attention) and their outputs are discarded; only the ``chunk`` centre
+frames are kept. Sliding-window networks (SAVSR) get at least ``num_frame // 2`` context frames,
+which makes the result identical to processing the whole video at once.
+
+Video output keeps the input's frame timestamps (so its frame rate) and copies its first audio
+stream; it is written to a temporary file in the output folder and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vsrt.inference.video_stream import InputError, Timestamp
+from vsrt.utils import tensor2img
+
+logger = logging.getLogger("vsrt")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+
+
+@dataclass
+class UpscaleStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    max_buffered_frames: int = 0  # LQ frames held at once
+    max_window_frames: int = 0  # frames given to one network call
+    seconds: float = 0.0
+
+
+def _to_tensor(frame: np.ndarray) -> torch.Tensor:
+    """uint8 BGR ``(h, w, 3)`` -> float32 RGB ``(3, h, w)`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frame[..., ::-1])).permute(2, 0, 1).float().div_(255.0)
+
+
+def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Callable[..., torch.Tensor],
+                   chunk: int, context: int, emit: Callable[[np.ndarray, Timestamp], None],
+                   progress: Any = None) -> UpscaleStats:
+    """Upscale ``frames`` chunk by chunk and ``emit`` every output frame in order.
+
+    ``runner(lq (t, c, h, w), frames=[...])`` returns the outputs of the listed frames of its
+    window (:class:`vsrt.inference.runner.ClipRunner`). At most ``chunk + 2 * context`` input
+    frames are held.
+    """
+    if chunk < 1 or context < 0:
+        raise ValueError(f"chunk must be >= 1 and overlap >= 0, got {chunk} and {context}")
+    stats, start_time = UpscaleStats(), time.perf_counter()
+    source = iter(frames)
+    buffer: deque[tuple[np.ndarray, Timestamp]] = deque()
+    buffer_start, next_out, exhausted = 0, 0, False
+    while True:
+        wanted_end = next_out + chunk + context
+        while not exhausted and buffer_start + len(buffer) < wanted_end:
+            item = next(source, None)
+            if item is None:
+                exhausted = True
+            else:
+                buffer.append(item)
+                stats.frames_in += 1
+        stats.max_buffered_frames = max(stats.max_buffered_frames, len(buffer))
+        available_end = buffer_start + len(buffer)
+        if next_out >= available_end:
+            break
+        out_end = min(next_out + chunk, available_end)
+        window_start = max(0, next_out - context)
+        window = [buffer[i - buffer_start][0] for i in range(window_start, min(wanted_end, available_end))]
+        stats.max_window_frames = max(stats.max_window_frames, len(window))
+        lq = torch.stack([_to_tensor(f) for f in window])  # (t, 3, h, w)
+        outputs = runner(lq, frames=range(next_out - window_start, out_end - window_start))
+        del lq
+        for k, index in enumerate(range(next_out, out_end)):
+            emit(tensor2img(outputs[k]), buffer[index - buffer_start][1])
+            stats.frames_out += 1
+        if progress is not None:
+            progress.update(out_end - next_out)
+        next_out = out_end
+        while buffer and buffer_start < next_out - context:  # keep the left context of the next chunk
+            buffer.popleft()
+            buffer_start += 1
+    stats.seconds = time.perf_counter() - start_time
+    return stats
+
+
+def _open_sink(args: argparse.Namespace, output: Path, source: Any) -> Any:
+    from vsrt.inference.video_stream import FolderSink, VideoSink, pick_codec
+
+    if output.suffix.lower() in VIDEO_SUFFIXES:
+        audio = None if args.no_audio else source.audio
+        return VideoSink(output, source.fps, pick_codec(args.codec), args.crf, _parse_bitrate(args.bitrate), audio)
+    if source.audio is not None and not args.no_audio:
+        logger.warning("Output %s is a folder of frames: the audio stream is dropped.", output)
+    return FolderSink(output)
+
+
+def _parse_bitrate(text: str | None) -> int | None:
+    if text is None:
+        return None
+    factor = {"k": 1e3, "m": 1e6}.get(text[-1].lower(), 1)
+    try:
+        return int(float(text[:-1] if factor != 1 else text) * factor)
+    except ValueError:
+        raise ValueError(f"--bitrate must look like 8M, 800k or 800000, got {text!r}") from None
+
+
+def upscale(args: argparse.Namespace) -> UpscaleStats:
+    """Run the command described by ``args`` (see :func:`build_parser`)."""
+    from tqdm import tqdm
+
+    from vsrt.archs.tiling import TileConfig
+    from vsrt.inference.cli import _pair
+    from vsrt.inference.loading import load_model, pick_device
+    from vsrt.inference.runner import ClipRunner
+    from vsrt.inference.spec import resolve_scale
+    from vsrt.inference.video_stream import open_source
+
+    output, input_path = Path(args.output), Path(args.input)
+    if output.exists() and not args.force:
+        raise FileExistsError(f"{output} exists; use --force to overwrite it")
+    if output.resolve() == input_path.resolve():
+        raise ValueError("the output must differ from the input")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    source = open_source(input_path, args.fps)
+    try:
+        device = pick_device(args.device)
+        loaded = load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
+                            allow_download=not args.no_download)
+        spec = loaded.spec
+        scale = resolve_scale(loaded.net, spec, args.scale)
+        tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
+                           size_multiple=spec.size_multiple)
+        runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale, args.noise_sigma)
+        context = args.chunk_overlap if args.chunk_overlap is not None else 4
+        if spec.kind == "sliding":
+            context = max(context, spec.num_frame // 2)
+        sink = _open_sink(args, output, source)
+        try:
+            with tqdm(total=source.total, unit="frame", disable=args.quiet, desc=input_path.name) as bar:
+                frames = source.frames(on_audio=sink.mux_audio if sink.wants_audio else None)
+                stats = upscale_stream(frames, runner, 16 if args.chunk is None else args.chunk, context,
+                                       sink.write, bar)
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+    finally:
+        source.close()
+    logger.info("%d frames in %.1f s (%.2f frames/s) -> %s", stats.frames_out, stats.seconds,
+                stats.frames_out / max(stats.seconds, 1e-9), output)
+    return stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vsrt.inference.cli import add_model_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m vsrt upscale", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="video file (.mp4 .avi .mkv .mov) or folder of frames")
+    parser.add_argument("-o", "--output", required=True, help="video file, or a folder for PNG frames")
+    add_model_arguments(parser)
+    parser.add_argument("--codec", help="video codec (default libx264, else mpeg4)")
+    parser.add_argument("--crf", type=int, help="constant rate factor (x264: 0-51, lower is better)")
+    parser.add_argument("--bitrate", help="target bitrate, e.g. 8M")
+    parser.add_argument("--fps", type=float, help="frame rate of a folder input (default 25)")
+    parser.add_argument("--no-audio", action="store_true", help="do not copy the audio stream")
+    parser.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.epilog = ("Here --chunk is the number of output frames per network call (>= 1, default 16) and "
+                     "--chunk-overlap the context frames on each side whose outputs are discarded (default 4).")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> UpscaleStats:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        return upscale(args)
+    except (InputError, FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,251 @@
+"""Frame-by-frame video input and output for the streaming upscaler.
+
+Sources yield ``(frame, timestamp)`` one at a time (uint8 BGR ``(h, w, 3)``; a timestamp is
+``(pts, time_base)`` of the input frame), so memory never depends on the video length. Sinks write
+to a temporary file (or folder) next to the output and rename it on :meth:`close`; :meth:`abort`
+removes it. ``av`` (PyAV) is imported only here, when a video is read or written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsrt.data.data_util import list_images, read_image
+from vsrt.data.video_io import is_video_file
+
+logger = logging.getLogger("vsrt")
+Timestamp = tuple[int, Fraction]
+
+
+class InputError(ValueError):
+    """The input cannot be read (missing, not a video, no video stream, no frames)."""
+
+
+class VideoFileSource:
+    """Decode a video file lazily; audio packets of the first audio stream go to ``on_audio``."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import av
+
+        self.path = Path(path)
+        try:
+            self.container = av.open(str(self.path))
+        except (av.FFmpegError, OSError) as err:
+            raise InputError(f"Cannot read video {self.path}: {err}") from err
+        if not self.container.streams.video:
+            self.container.close()
+            raise InputError(f"No video stream in {self.path}")
+        self.video = self.container.streams.video[0]
+        self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
+        self.fps = Fraction(self.video.average_rate or self.video.guessed_rate or 25)
+        self.size = (self.video.codec_context.height, self.video.codec_context.width)
+
+    @property
+    def total(self) -> int | None:
+        """Frame count from the container (an estimate from the duration when not stored)."""
+        if self.video.frames:
+            return int(self.video.frames)
+        if self.video.duration and self.video.time_base:
+            return round(float(self.video.duration * self.video.time_base * self.fps))
+        return None
+
+    def frames(self, on_audio: Any = None) -> Iterator[tuple[np.ndarray, Timestamp]]:
+        import av
+
+        streams = [self.video] + ([self.audio] if self.audio is not None and on_audio is not None else [])
+        index = 0
+        try:
+            for packet in self.container.demux(*streams):
+                if packet.stream.type == "audio":
+                    if packet.dts is not None:  # skip the demuxer's empty flush packets
+                        on_audio(packet)
+                    continue
+                for frame in packet.decode():
+                    pts = frame.pts if frame.pts is not None else index
+                    time_base = frame.time_base or Fraction(1) / self.fps
+                    yield frame.to_ndarray(format="bgr24"), (pts, Fraction(time_base))
+                    index += 1
+        except av.FFmpegError as err:
+            raise InputError(f"Cannot decode {self.path}: {err}") from err
+        if index == 0:
+            raise InputError(f"Video {self.path} has no frames")
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class FolderSource:
+    """Frames of an image folder in sorted order, at ``fps`` frames per second."""
+
+    audio = None
+
+    def __init__(self, path: str | os.PathLike, fps: float = 25.0) -> None:
+        try:
+            self.paths = list_images(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise InputError(str(err)) from err
+        self.fps = Fraction(fps).limit_denominator(1001)
+        first = read_image(self.paths[0])
+        self.size = first.shape[:2]
+
+    @property
+    def total(self) -> int:
+        return len(self.paths)
+
+    def frames(self, on_audio: Any = None) -> Iterator[tuple[np.ndarray, Timestamp]]:
+        time_base = 1 / self.fps
+        for index, path in enumerate(self.paths):
+            try:
+                frame = read_image(path)
+            except (FileNotFoundError, ValueError) as err:
+                raise InputError(str(err)) from err
+            if frame.shape[:2] != self.size:
+                raise InputError(f"{path} is {frame.shape[:2]}, the first frame is {self.size}")
+            yield frame, (index, time_base)
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(path: str | os.PathLike, fps: float | None = None) -> VideoFileSource | FolderSource:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Input not found: {path}")
+    if path.is_dir():
+        return FolderSource(path, fps or 25.0)
+    if not is_video_file(path):
+        raise InputError(f"Input {path} is neither a folder of frames nor a video (.mp4, .avi, .mkv, .mov)")
+    return VideoFileSource(path)
+
+
+def pick_codec(name: str | None) -> str:
+    """``name`` if PyAV can encode it; the default (None) is libx264, else mpeg4."""
+    import av
+
+    for candidate in ([name] if name else ["libx264", "mpeg4"]):
+        try:
+            av.codec.Codec(candidate, "w")
+            return candidate
+        except (av.FFmpegError, ValueError):
+            if name:
+                raise ValueError(f"Codec '{name}' is not available for encoding in this PyAV build") from None
+            logger.warning("Codec %s is not available; trying the next default.", candidate)
+    raise ValueError("Neither libx264 nor mpeg4 can be encoded by this PyAV build")
+
+
+class VideoSink:
+    """Encode BGR frames to a temporary file beside ``path``; copy the audio stream of ``audio_template``."""
+
+    def __init__(self, path: Path, fps: Fraction, codec: str, crf: int | None = None,
+                 bitrate: int | None = None, audio_template: Any = None) -> None:
+        self.path, self.fps, self.codec = path, fps, codec
+        self.crf, self.bitrate, self.audio_template = crf, bitrate, audio_template
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+        os.close(fd)
+        self.tmp_path = Path(tmp)
+        self.wants_audio = audio_template is not None
+        self.container: Any = None
+        self.pending_audio: list[Any] = []  # audio packets that arrive before the first output frame
+
+    def _open(self, height: int, width: int) -> None:
+        import av
+
+        self.container = av.open(str(self.tmp_path), mode="w", format=_format_for(self.path))
+        stream = self.container.add_stream(self.codec, rate=self.fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if self.crf is not None:
+            stream.options = {"crf": str(self.crf)}
+        if self.bitrate is not None:
+            stream.bit_rate = self.bitrate
+        elif self.crf is None and self.codec not in ("libx264", "libx265", "libvpx-vp9"):
+            stream.bit_rate = int(0.15 * width * height * float(self.fps))  # no CRF mode: ~0.15 bit/pixel
+        self.video = stream
+        self.audio = self.container.add_stream_from_template(self.audio_template) \
+            if self.audio_template is not None else None
+
+    def write(self, frame: np.ndarray, timestamp: Timestamp) -> None:
+        import av
+
+        if self.container is None:
+            self._open(*frame.shape[:2])
+            for packet in self.pending_audio:
+                self.mux_audio(packet)
+            self.pending_audio.clear()
+        if frame.shape[0] % 2 or frame.shape[1] % 2:  # yuv420p needs even sizes
+            frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        video_frame.pts, video_frame.time_base = timestamp
+        for packet in self.video.encode(video_frame):
+            self.container.mux(packet)
+
+    def mux_audio(self, packet: Any) -> None:
+        if self.container is None:
+            self.pending_audio.append(packet)
+            return
+        packet.stream = self.audio
+        self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.container is None:
+            raise InputError("No frames were produced")
+        for packet in self.video.encode():  # flush the encoder
+            self.container.mux(packet)
+        self.container.close()
+        _publish(self.tmp_path, self.path)
+
+    def abort(self) -> None:
+        if self.container is not None:
+            with contextlib.suppress(Exception):  # the partial file is removed anyway
+                self.container.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` with the permissions a plain new file would get (mkstemp uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod((0o777 if tmp.is_dir() else 0o666) & ~umask)
+    os.replace(tmp, path)
+
+
+def _format_for(path: Path) -> str:
+    return {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}[path.suffix.lower()]
+
+
+class FolderSink:
+    """Write ``%08d.png`` frames into a temporary folder beside ``path``; rename it on close."""
+
+    wants_audio = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        self.count = 0
+
+    def write(self, frame: np.ndarray, timestamp: Timestamp) -> None:
+        import cv2
+
+        if not cv2.imwrite(str(self.tmp_path / f"{self.count:08d}.png"), frame):
+            raise OSError(f"Cannot write {self.tmp_path / f'{self.count:08d}.png'}")
+        self.count += 1
+
+    def mux_audio(self, packet: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.path.exists():  # only reached with --force
+            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+        _publish(self.tmp_path, self.path)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp_path, ignore_errors=True)
