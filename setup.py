@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["vsrt", "vsrt.*"]),
     package_data={"vsrt.data": ["meta_info/*.txt"]},
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=[
         "torch>=2.1", "torchvision>=0.16", "numpy", "opencv-python-headless", "pyyaml", "einops",
         "scipy", "lmdb", "tqdm",
