@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 import yaml
 
 from vsrt.utils.synthetic import write_clip_folders
@@ -60,3 +62,18 @@ def tiny_train_options(tmp_path: Path, **changes: Any) -> dict[str, Any]:
 def write_options(path: Path, opt: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     return path
+
+
+def decode_core_fixture(obj: Any) -> Any:
+    """Undo the core-fixture encoding (shared/parity/core/README.md): numpy arrays, scalars, types."""
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return obj["__ndarray__"].clone().numpy()
+        if "__npscalar__" in obj:
+            return np.dtype(obj["__npscalar__"]).type(obj["value"])
+        if "__nptype__" in obj:
+            return np.dtype(obj["__nptype__"]).type
+        return {key: decode_core_fixture(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(decode_core_fixture(value) for value in obj)
+    return obj.clone() if isinstance(obj, torch.Tensor) else obj

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import decode_core_fixture
 from vsrt.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss
 from vsrt.metrics import (
     calculate_psnr,
@@ -61,27 +62,12 @@ FIXTURE_FILES = (
 )
 
 
-def decode(obj: Any) -> Any:
-    """Undo the fixture encoding: wrapped numpy arrays, scalars and scalar types."""
-    if isinstance(obj, dict):
-        if "__ndarray__" in obj:
-            return obj["__ndarray__"].clone().numpy()
-        if "__npscalar__" in obj:
-            return np.dtype(obj["__npscalar__"]).type(obj["value"])
-        if "__nptype__" in obj:
-            return np.dtype(obj["__nptype__"]).type
-        return {key: decode(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(decode(value) for value in obj)
-    return obj.clone() if isinstance(obj, torch.Tensor) else obj
-
-
 def run_lr_schedule(cls: type, case: dict[str, Any]) -> list[list[float]]:
     """One param group per base lr; the lrs at construction and after each step."""
     harness = case["harness_args"]
     groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in harness["base_lrs"]]
     optimizer = torch.optim.Adam(groups, lr=harness["base_lrs"][0])
-    scheduler = cls(optimizer, **decode(case.get("init_kwargs", {})))
+    scheduler = cls(optimizer, **decode_core_fixture(case.get("init_kwargs", {})))
     lrs = [[group["lr"] for group in optimizer.param_groups]]
     for _ in range(harness["num_steps"]):
         optimizer.step()
@@ -93,11 +79,11 @@ def run_lr_schedule(cls: type, case: dict[str, Any]) -> list[list[float]]:
 def run_case(fn: Callable[..., Any], case: dict[str, Any]) -> Any:
     case = copy.deepcopy(case)
     harness = case.get("harness", "call")
-    args, kwargs = decode(case.get("args", [])), decode(case.get("kwargs", {}))
+    args, kwargs = decode_core_fixture(case.get("args", [])), decode_core_fixture(case.get("kwargs", {}))
     if harness == "call":
         return fn(*args, **kwargs)
     if harness == "construct_call":
-        module = fn(**decode(case.get("init_kwargs", {})))
+        module = fn(**decode_core_fixture(case.get("init_kwargs", {})))
         with torch.no_grad():
             return module(*args, **kwargs)
     if harness == "lr_schedule":
@@ -149,7 +135,7 @@ def _cases() -> list[Any]:
 @pytest.mark.parametrize("case", _cases())
 def test_core_parity(case: dict[str, Any]) -> None:
     fn = IMPLEMENTATIONS[case["function"].rsplit(".", 1)[-1]]
-    want = decode(case["result"])
+    want = decode_core_fixture(case["result"])
     if isinstance(want, dict) and "__raises__" in want:
         with pytest.raises(Exception) as info:
             run_case(fn, case)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import decode_core_fixture
 from vsrt.data import (
     EnlargedSampler,
     augment,
@@ -33,21 +34,6 @@ FUNCTIONS = {
 }
 
 
-def _decode(obj):
-    """Fixture encoding (see shared/parity/core/README.md) -> numpy / python objects."""
-    if isinstance(obj, dict):
-        if "__ndarray__" in obj:
-            return obj["__ndarray__"].clone().numpy()
-        if "__npscalar__" in obj:
-            return np.dtype(obj["__npscalar__"]).type(obj["value"])
-        if "__nptype__" in obj:
-            return np.dtype(obj["__nptype__"]).type
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_decode(v) for v in obj)
-    return obj.clone() if isinstance(obj, torch.Tensor) else obj
-
-
 def _parity_cases():
     cases = []
     for folder in (VENDORED, SHARED):
@@ -61,8 +47,8 @@ def _parity_cases():
 
 @pytest.mark.parametrize("name, case", _parity_cases())
 def test_core_fixture_parity(name, case):
-    got = FUNCTIONS[name](*_decode(case["args"]), **_decode(case.get("kwargs", {})))
-    want = _decode(case["result"])
+    got = FUNCTIONS[name](*decode_core_fixture(case["args"]), **decode_core_fixture(case.get("kwargs", {})))
+    want = decode_core_fixture(case["result"])
     tol = {"rtol": 1e-6, "atol": 1e-6, **case.get("tol", {})}
     if isinstance(want, list):
         assert got == want

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT
 
+from helpers import REPO_ROOT
 from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.archs.vrt.inference import OFFICIAL_TEST_TILES
 from vsrt.archs.vrt.vrt_arch import OFFICIAL_CONFIGS, VRT

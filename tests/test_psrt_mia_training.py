@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT, make_clips, write_options
 
+from helpers import REPO_ROOT, make_clips, write_options
 from vsrt import train
 from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.losses import build_loss

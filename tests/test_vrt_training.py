@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT, make_clips, tiny_train_options, write_options
 from torch.utils.data import default_collate
 
+from helpers import REPO_ROOT, make_clips, tiny_train_options, write_options
 from vsrt import test as vsrt_test
 from vsrt import train
 from vsrt.archs import build_network

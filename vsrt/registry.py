@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 
 class Registry:

@@ -2,6 +2,11 @@
 
 Runs every ``datasets.test*`` / ``datasets.val*`` entry, logs per-clip and
 average metrics, and writes ``results/<name>/metrics.json``.
+
+There is deliberately no ``--target-size`` here (``python -m vsrt upscale`` and the inference scripts
+have one): every output frame is scored against its GT frame, so the output size is always the GT's,
+and an arbitrary-scale test set makes its LQ frames from the GT at a scale. What selects a test is
+therefore a scale (``--scale``), never a size.
 """
 
 from __future__ import annotations

@@ -282,7 +282,8 @@ def format_preset(preset: Preset) -> str:
              f"url:         {preset.url or '(none: manual download from ' + str(preset.download_page) + ')'}",
              f"sha256:      {preset.sha256 or '(unknown: not verified)'}",
              f"param_key:   {preset.param_key}", "network_g:"]
-    lines += ["  " + line for line in yaml.safe_dump(preset.network_g, sort_keys=False, default_flow_style=None, width=100).splitlines()]
+    network_yaml = yaml.safe_dump(preset.network_g, sort_keys=False, default_flow_style=None, width=100)
+    lines += ["  " + line for line in network_yaml.splitlines()]
     lines.append("published scores:")
     lines += [f"  {_format_scores(Preset(preset.name, {}, '', None, None, scores=(s,)))} "
               f"[{s.frames} frames; {s.source}]" for s in preset.scores]

@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import nn
 
-from vsrt.registry import ARCH_REGISTRY, import_modules
 from vsrt.archs.flow.warp import flow_warp
+from vsrt.registry import ARCH_REGISTRY, import_modules
 
 __all__ = ["ARCH_REGISTRY", "build_network", "check_network_options", "flow_warp"]
 

@@ -4,17 +4,25 @@ A network supports arbitrary (also asymmetric, non-integer) scales when its clas
 ``arbitrary_scale = True`` (SAVSR); it then takes ``forward(x, scale=(s_h, s_w))``. Any other network
 is fixed-scale and exposes its integer factor as ``upscale`` (VRT: an instance attribute, 1 for
 deblurring / denoising) or ``scale`` (BasicVSR, PSRT, MIA-VSR: a class attribute).
+
+A target size (``--target-size H,W``) is the other way to ask for a scale: an arbitrary-scale network
+gets ``(H / h, W / w)`` for ``h x w`` input frames, checked against its output-size rule
+(:func:`scaled_size`); a fixed-scale network accepts only ``(h * s, w * s)``.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+import re
 from typing import Any
 
 ScalePair = tuple[float, float]
+Size = tuple[int, int]
 
-__all__ = ["ScalePair", "as_scale_pair", "check_scale_supported", "fixed_scale", "is_arbitrary_scale",
-           "parse_scale", "scale_tag"]
+__all__ = ["ScalePair", "Size", "as_scale_pair", "check_scale_supported", "check_target_size", "fixed_scale",
+           "is_arbitrary_scale", "parse_scale", "parse_size", "scale_for_size", "scale_tag", "scaled_size",
+           "size_tag"]
 
 
 def as_scale_pair(scale: Any) -> ScalePair:
@@ -86,3 +94,67 @@ def check_scale_supported(net: Any, scale: Any) -> ScalePair:
                          f"Use scale {factor:g} (or leave --scale out), or an arbitrary-scale network "
                          "such as SAVSR")
     return pair
+
+
+def parse_size(text: str) -> Size:
+    """Command-line frame size (height first): ``'100,141'`` or ``'100x141'`` -> ``(100, 141)``."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*[,xX]\s*([0-9]+)\s*", str(text))
+    if match is None:
+        raise ValueError(f"--target-size '{text}': expected H,W or HxW (height first), e.g. 100,141 or 100x141")
+    height, width = int(match[1]), int(match[2])
+    if height < 1 or width < 1:
+        raise ValueError(f"--target-size '{text}': height and width must be positive")
+    return height, width
+
+
+def size_tag(size: Size) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def scaled_size(height: int, width: int, scale: Any) -> Size:
+    """Output size of an arbitrary-scale network: ``(round(h * s_h), round(w * s_w))``.
+
+    Python's ``round`` (halves to even), the rule of SAVSR (``vsrt.archs.savsr.scale.sr_size``).
+    """
+    scale_h, scale_w = as_scale_pair(scale)
+    return round(height * scale_h), round(width * scale_w)
+
+
+def _axis_scale(length: int, target: int) -> float:
+    """A factor ``s`` with ``round(length * s) == target`` (``target / length`` unless float rounding
+    moves the product across a rounding boundary; then the nearest float on the right side)."""
+    scale = target / length
+    for _ in range(64):
+        got = round(length * scale)
+        if got == target:
+            return scale
+        scale = math.nextafter(scale, math.inf if got < target else 0.0)
+    raise ValueError(f"no scale maps {length} pixels to exactly {target}")  # unreachable for sane sizes
+
+
+def scale_for_size(size: Size, target: Size) -> ScalePair:
+    """The per-axis scale that takes ``size`` frames to exactly ``target`` under :func:`scaled_size`."""
+    pair = (_axis_scale(size[0], target[0]), _axis_scale(size[1], target[1]))
+    assert scaled_size(*size, pair) == tuple(target)
+    return pair
+
+
+def check_target_size(net: Any, size: Size, target: Size) -> ScalePair:
+    """The scale at which ``net`` turns ``size`` frames into ``target`` frames, else a ValueError naming
+    both sizes (a fixed-scale network can only produce ``size * factor``)."""
+    size, target = (int(size[0]), int(size[1])), (int(target[0]), int(target[1]))
+    if is_arbitrary_scale(net):
+        return scale_for_size(size, target)
+    name = net.__name__ if isinstance(net, type) else type(net).__name__
+    factor = fixed_scale(net)
+    if factor is None:
+        raise ValueError(f"{name} does not declare its upscaling factor (no 'upscale' or 'scale' attribute) "
+                         f"and is not an arbitrary-scale network, so target size {size_tag(target)} "
+                         "cannot be checked")
+    native = (round(size[0] * factor), round(size[1] * factor))
+    if native != target:
+        raise ValueError(f"{name} is a fixed x{factor:g} network: it turns {size_tag(size)} input frames into "
+                         f"{size_tag(native)}, not the requested target size {size_tag(target)}. "
+                         f"Use --target-size {size_tag(native)} (or leave it out), or an arbitrary-scale "
+                         "network such as SAVSR")
+    return float(factor), float(factor)

@@ -16,7 +16,10 @@ from torch.utils.data import Sampler
 
 
 class EnlargedSampler(Sampler):
-    """Indices ``randperm(num_samples * num_replicas) % len(dataset)`` seeded by the epoch, then ``rank::num_replicas``."""
+    """Indices ``randperm(num_samples * num_replicas) % len(dataset)`` seeded by the epoch.
+
+    Each process takes ``rank::num_replicas`` of them.
+    """
 
     def __init__(self, dataset: Sized, num_replicas: int, rank: int, ratio: int = 1) -> None:
         if not 0 <= rank < num_replicas:

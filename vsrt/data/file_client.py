@@ -116,11 +116,16 @@ class FileClient:
         return img
 
 
-def build_file_client(io_backend_opt: Mapping[str, Any] | None, roots: Mapping[str, PathLike]) -> FileClient:
+def build_file_client(io_backend_opt: Mapping[str, Any] | None, roots: Mapping[str, PathLike],
+                      owner: str = "dataset") -> FileClient:
     """Client for a dataset's ``io_backend`` option; LMDB databases are the dataset roots.
 
-    ``roots`` maps client keys to ``dataroot_*`` folders, e.g. ``{'lq': ..., 'gt': ...}``.
+    ``roots`` maps client keys to ``dataroot_*`` folders, e.g. ``{'lq': ..., 'gt': ...}``;
+    a missing one is an error naming ``owner`` (the dataset) and the folder.
     """
+    for root in roots.values():
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"{owner}: data folder not found: {root}")
     opt = dict(io_backend_opt or {"type": "disk"})
     backend = opt.pop("type", "disk")
     if backend == "lmdb":

@@ -88,12 +88,8 @@ class REDSRecurrentDataset(Dataset):
                                  f"= {longest_window}")
         self.keys = [f"{clip}/{i:08d}" for clip, n in self.clip_lengths.items() for i in range(n)]
 
-        self.file_client = build_file_client(opt.get("io_backend"), {"lq": self.lq_root, "gt": self.gt_root})
+        self.file_client = build_file_client(opt.get("io_backend"), {"lq": self.lq_root, "gt": self.gt_root}, name)
         self.is_lmdb = self.file_client.backend == "lmdb"
-        if not self.is_lmdb:
-            for root in (self.gt_root, self.lq_root):
-                if not root.is_dir():
-                    raise FileNotFoundError(f"{name}: data folder not found: {root}")
 
     def frame_path(self, root: Path, clip: str, frame: int) -> str | Path:
         return f"{clip}/{frame:08d}" if self.is_lmdb else root / clip / f"{frame:08d}.png"

@@ -66,12 +66,8 @@ class Vimeo90KRecurrentDataset(Dataset):
         self.use_rot = bool(opt.get("use_rot", False))
         self.keys = [row[0] for row in read_meta_info(require_option(opt, "meta_info_file", name))]
 
-        self.file_client = build_file_client(opt.get("io_backend"), {"lq": self.lq_root, "gt": self.gt_root})
+        self.file_client = build_file_client(opt.get("io_backend"), {"lq": self.lq_root, "gt": self.gt_root}, name)
         self.is_lmdb = self.file_client.backend == "lmdb"
-        if not self.is_lmdb:
-            for root in (self.gt_root, self.lq_root):
-                if not root.is_dir():
-                    raise FileNotFoundError(f"{name}: data folder not found: {root}")
 
     def frame_path(self, root: Path, key: str, frame: int) -> str | Path:
         return f"{key}/im{frame}" if self.is_lmdb else root / key / f"im{frame}.png"

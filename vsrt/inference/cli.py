@@ -45,7 +45,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-download", action="store_true", help="never download a preset's checkpoint")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--scale", help="output scale of arbitrary-scale networks: S or S_H,S_W")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--scale", help="output scale of arbitrary-scale networks: S or S_H,S_W (height, width)")
+    size.add_argument("--target-size", metavar="H,W",
+                      help="output frame size instead of --scale, H,W or HxW: an arbitrary-scale network "
+                      "upscales each clip by H/h and W/w; a fixed-scale network accepts only its own "
+                      "output size")
     parser.add_argument("--noise-sigma", type=float, help="noise level (0-255) for non-blind denoisers")
     tiles = parser.add_argument_group("tiling (default: the model's official protocol)")
     tiles.add_argument("--chunk", type=int, help="frames per temporal chunk (0: whole clip)")
@@ -86,17 +91,20 @@ def resolve_tiles(args: argparse.Namespace, loaded: Any, dataset: str) -> dict[s
 
 def build_runner(args: argparse.Namespace, dataset: str) -> tuple[Any, Any]:
     """Load the network and wrap it in a :class:`ClipRunner` configured from ``args``."""
+    from vsrt.archs.scale import parse_size
     from vsrt.archs.tiling import TileConfig
     from vsrt.inference.loading import load_model, pick_device
     from vsrt.inference.runner import ClipRunner
     from vsrt.inference.spec import resolve_scale
 
+    target_size = parse_size(args.target_size) if args.target_size is not None else None
     device = pick_device(args.device)
     loaded = load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
                         allow_download=not args.no_download)
     scale = resolve_scale(loaded.net, loaded.spec, args.scale)
     tiles = TileConfig(size_multiple=loaded.spec.size_multiple, **resolve_tiles(args, loaded, dataset))
-    runner = ClipRunner(loaded.net, loaded.spec, device, args.precision, tiles, scale, args.noise_sigma)
+    runner = ClipRunner(loaded.net, loaded.spec, device, args.precision, tiles, scale, args.noise_sigma,
+                        target_size)
     return loaded, runner
 
 
@@ -130,7 +138,9 @@ def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any, protoc
     print(f"{loaded.label} on {dataset} ({protocol.channel}, crop_border {protocol.crop_border}"
           f"{', centre frame only' if protocol.centre_frame_only else ''}):")
     print(format_table(scores, protocol))
-    published = published_scores(loaded, dataset, runner.scale if loaded.spec.arbitrary_scale else None)
+    per_clip_scale = loaded.spec.arbitrary_scale and runner.target_size is not None  # no published score
+    published = [] if per_clip_scale else \
+        published_scores(loaded, dataset, runner.scale if loaded.spec.arbitrary_scale else None)
     for s in published:
         print(f"published: {s['psnr']:.2f} / {s['ssim'] if s['ssim'] is not None else '-'} ({s['source']})")
     tiles = runner.tiles
@@ -140,7 +150,9 @@ def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any, protoc
                          "centre_frame_only": protocol.centre_frame_only, "image": "tensor2img uint8",
                          "averaging": "mean over frames per clip, then mean over clips"},
             "settings": {"device": str(runner.device), "precision": args.precision,
-                         "scale": runner.scale, "temporal_chunk": tiles.temporal_chunk,
+                         "scale": "target / LQ size per clip" if per_clip_scale else runner.scale,
+                         "target_size": list(runner.target_size) if runner.target_size else None,
+                         "temporal_chunk": tiles.temporal_chunk,
                          "temporal_overlap": tiles.temporal_overlap, "tile": list(tiles.tile),
                          "tile_overlap": list(tiles.tile_overlap), "noise_sigma": args.noise_sigma,
                          "lq": "from GT" if lq_from_gt is not None else "LQ folder"},
@@ -155,6 +167,10 @@ def _lq_rule(args: argparse.Namespace, runner: Any, lq_root_given: bool) -> LQFr
     if runner.spec.nonblind_denoising:
         return LQFromGT(noise_sigma=args.noise_sigma)
     if runner.spec.arbitrary_scale and (args.lq_from_gt or not lq_root_given):
+        if runner.target_size is not None:
+            raise ValueError("--target-size needs LQ frames (--lq-root): the LQ made from the GT "
+                             "(--lq-from-gt, the default of arbitrary-scale networks without --lq-root) "
+                             "is defined by --scale")
         return LQFromGT(scale=runner.scale, mode=args.downsample_mode)
     return None
 

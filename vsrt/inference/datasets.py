@@ -62,7 +62,8 @@ def _check_frame_counts(name: str, gt: Sequence[Path], lq: Sequence[Path]) -> No
         raise ValueError(f"clip {name}: {len(gt)} GT frames but {len(lq)} LQ frames")
 
 
-def folder_clips(gt_root: str | Path, lq_root: str | Path | None, names: Sequence[str] | None = None) -> list[BenchmarkClip]:
+def folder_clips(gt_root: str | Path, lq_root: str | Path | None,
+                 names: Sequence[str] | None = None) -> list[BenchmarkClip]:
     """Clips stored as ``<root>/<clip>/<frame>.png`` (REDS4, Vid4, UDM10); all frames scored."""
     gt_root = Path(gt_root)
     if not gt_root.is_dir():

@@ -53,6 +53,11 @@ def pad_to_frames(lq: torch.Tensor, frames: int) -> torch.Tensor:
 def evaluate_clip(runner: ClipRunner, clip: BenchmarkClip, protocol: Protocol,
                   lq_from_gt: LQFromGT | None = None, save_dir: Path | None = None) -> ClipScore:
     gt_images = clip.read_gt()
+    target = runner.target_size
+    if target is not None and gt_images[0].shape[:2] != tuple(target):
+        raise ValueError(f"clip {clip.name}: --target-size {target[0]}x{target[1]} differs from its GT size "
+                         f"{gt_images[0].shape[0]}x{gt_images[0].shape[1]}; benchmark outputs are scored "
+                         "against the GT, so the target must be the GT size")
     if clip.lq_paths is None:
         if lq_from_gt is None:
             raise ValueError(f"clip {clip.name}: no LQ frames and no rule to make them from the GT")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from vsrt.archs.scale import Size, check_target_size, size_tag
 from vsrt.archs.tiling import TileConfig, tiled_inference
 from vsrt.data.data_util import generate_frame_indices
 from vsrt.inference.spec import ModelSpec, Scale, forward_takes_scale, integer_scale
@@ -49,6 +50,8 @@ class ClipRunner:
         tiles: chunk / tile sizes (:func:`tile_config`); ignored axes are processed whole.
         scale: output scale (arbitrary-scale networks may take a pair).
         noise_sigma: non-blind denoising noise level (0..255) appended as a constant channel.
+        target_size: output frame size ``(H, W)`` instead of ``scale``: an arbitrary-scale network
+            runs each clip at ``(H / h, W / w)``; a fixed-scale one must produce it at its own scale.
     """
 
     net: torch.nn.Module
@@ -58,22 +61,32 @@ class ClipRunner:
     tiles: TileConfig = field(default_factory=TileConfig)
     scale: Scale = 4
     noise_sigma: float | None = None
+    target_size: Size | None = None
 
     def __post_init__(self) -> None:
-        self.scale_kwargs = {"scale": self.scale} if forward_takes_scale(self.net) and self.spec.arbitrary_scale \
-            else {}
+        self.takes_scale = forward_takes_scale(self.net) and self.spec.arbitrary_scale
         if self.spec.nonblind_denoising and self.noise_sigma is None:
             raise ValueError(f"{self.spec.arch} is a non-blind denoiser: give the noise level (--noise-sigma)")
 
+    def scale_for(self, height: int, width: int) -> Scale:
+        """The scale for ``height x width`` input frames: ``scale``, or the one giving ``target_size``
+        (a ValueError naming both sizes when a fixed-scale network cannot produce it)."""
+        if self.target_size is None:
+            return self.scale
+        pair = check_target_size(self.net, (height, width), self.target_size)
+        return pair if self.spec.arbitrary_scale else self.spec.scale
+
     @torch.no_grad()
-    def model_fn(self, clip: torch.Tensor) -> torch.Tensor:
-        """One forward pass on ``(n, t, c, h, w)`` -> float32 output (on the network's device)."""
+    def model_fn(self, clip: torch.Tensor, scale: Scale | None = None) -> torch.Tensor:
+        """One forward pass on ``(n, t, c, h, w)`` (at ``scale``, default ``self.scale``) -> float32
+        output (on the network's device)."""
         clip = clip.to(self.device, non_blocking=True)
         if self.spec.nonblind_denoising:
             n, t, _, h, w = clip.shape
             clip = torch.cat([clip, clip.new_full((n, t, 1, h, w), float(self.noise_sigma) / 255.0)], dim=2)
+        kwargs = {"scale": self.scale if scale is None else scale} if self.takes_scale else {}
         with autocast_context(self.device, self.precision):
-            out = self.net(clip, **self.scale_kwargs)
+            out = self.net(clip, **kwargs)
         if isinstance(out, (tuple, list)):  # e.g. (output, masks)
             out = out[0]
         return out.float()
@@ -81,38 +94,44 @@ class ClipRunner:
     def __call__(self, lq: torch.Tensor, frames: Sequence[int] | None = None) -> torch.Tensor:
         """Outputs of ``frames`` (default: all) of the clip ``lq`` ``(t, c, h, w)``."""
         frames = list(range(lq.shape[0])) if frames is None else list(frames)
+        scale = self.scale_for(lq.shape[-2], lq.shape[-1])
         if self.spec.kind == "sliding":
-            return torch.cat([self._sliding_frame(lq, i) for i in frames], dim=0)
-        if lq.shape[0] < self.spec.min_frames:
-            raise ValueError(f"{self.spec.arch} needs at least {self.spec.min_frames} frames, got {lq.shape[0]}")
-        factor = self._integer_scale()
-        out = tiled_forward(self.model_fn, lq.unsqueeze(0), factor, self.tiles)[0]
-        self._check_size(out, lq)
-        return out[frames]
+            out = torch.cat([self._sliding_frame(lq, i, scale) for i in frames], dim=0)
+        else:
+            if lq.shape[0] < self.spec.min_frames:
+                raise ValueError(f"{self.spec.arch} needs at least {self.spec.min_frames} frames, "
+                                 f"got {lq.shape[0]}")
+            factor = self._integer_scale(scale)
+            out = tiled_forward(self.model_fn, lq.unsqueeze(0), factor, self.tiles)[0]
+            self._check_size(out, lq, factor)
+            out = out[frames]
+        if self.target_size is not None and tuple(out.shape[-2:]) != tuple(self.target_size):
+            raise ValueError(f"{self.spec.arch} returned {size_tag(out.shape[-2:])} frames for "
+                             f"{size_tag(lq.shape[-2:])} input at scale {scale}, not the target size "
+                             f"{size_tag(self.target_size)}")
+        return out
 
-    def _sliding_frame(self, lq: torch.Tensor, index: int) -> torch.Tensor:
+    def _sliding_frame(self, lq: torch.Tensor, index: int, scale: Scale) -> torch.Tensor:
         """The output of frame ``index`` from its reflected window ``(1, c, H, W)``."""
         window = lq[generate_frame_indices(index, lq.shape[0], self.spec.num_frame, "reflection")]
-        factor = integer_scale(self.scale)
+        factor = integer_scale(scale)
         if factor is None:  # non-integer scales cannot be tiled (output tiles would not align)
             if self.tiles.tile != (0, 0):
-                raise ValueError("spatial tiling needs an integer scale; drop --tile for scale "
-                                 f"{self.scale}")
-            out = self.model_fn(window.unsqueeze(0)).cpu()
+                raise ValueError(f"spatial tiling needs an integer scale; drop --tile for scale {scale}")
+            out = self.model_fn(window.unsqueeze(0), scale).cpu()
         else:
             spatial = TileConfig(tile=self.tiles.tile, tile_overlap=self.tiles.tile_overlap)
-            out = tiled_forward(lambda clip: self.model_fn(clip).unsqueeze(1), window.unsqueeze(0), factor,
+            out = tiled_forward(lambda clip: self.model_fn(clip, scale).unsqueeze(1), window.unsqueeze(0), factor,
                                 spatial)[:, 0]
         return out
 
-    def _integer_scale(self) -> int:
-        factor = integer_scale(self.scale)
+    def _integer_scale(self, scale: Scale) -> int:
+        factor = integer_scale(scale)
         if factor is None:
-            raise ValueError(f"{self.spec.arch}: scale {self.scale} is not an integer factor")
+            raise ValueError(f"{self.spec.arch}: scale {scale} is not an integer factor")
         return factor
 
-    def _check_size(self, out: torch.Tensor, lq: torch.Tensor) -> None:
-        factor = self._integer_scale()
+    def _check_size(self, out: torch.Tensor, lq: torch.Tensor, factor: int) -> None:
         expected = (lq.shape[-2] * factor, lq.shape[-1] * factor)
         if tuple(out.shape[-2:]) != expected:
             raise ValueError(f"{self.spec.arch} returned {tuple(out.shape[-2:])} frames for input "

@@ -2,6 +2,7 @@
 
     python -m vsrt upscale in.mp4 -o out.mp4 --model mia_vsr_reds --weights MIAVSR_REDS_x4.pth
     python -m vsrt upscale frames/ -o out_frames/ --opt options/test/X.yml --chunk 8 --tile 128
+    python -m vsrt upscale in.mp4 -o out.mp4 --opt options/test/SAVSR.yml --target-size 1080x1920
 
 Frames are decoded, upscaled and encoded chunk by chunk, so memory depends on ``--chunk``,
 ``--chunk-overlap`` and ``--tile``, never on the video length. Every network call sees
@@ -119,6 +120,19 @@ def _parse_bitrate(text: str | None) -> int | None:
         raise ValueError(f"--bitrate must look like 8M, 800k or 800000, got {text!r}") from None
 
 
+def _target_size(text: str | None, output: Path) -> tuple[int, int] | None:
+    """``--target-size`` as ``(H, W)``; a video output needs even sizes (yuv420p)."""
+    from vsrt.archs.scale import parse_size
+
+    if text is None:
+        return None
+    height, width = parse_size(text)
+    if output.suffix.lower() in VIDEO_SUFFIXES and (height % 2 or width % 2):
+        raise ValueError(f"--target-size {height}x{width}: a video output (yuv420p) needs an even height and "
+                         "width; choose an even size or write PNG frames to a folder")
+    return height, width
+
+
 def upscale(args: argparse.Namespace) -> UpscaleStats:
     """Run the command described by ``args`` (see :func:`build_parser`)."""
     from tqdm import tqdm
@@ -135,6 +149,7 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         raise FileExistsError(f"{output} exists; use --force to overwrite it")
     if output.resolve() == input_path.resolve():
         raise ValueError("the output must differ from the input")
+    target_size = _target_size(args.target_size, output)
     output.parent.mkdir(parents=True, exist_ok=True)
     source = open_source(input_path, args.fps)
     try:
@@ -145,7 +160,11 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         scale = resolve_scale(loaded.net, spec, args.scale)
         tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
                            size_multiple=spec.size_multiple)
-        runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale, args.noise_sigma)
+        runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale, args.noise_sigma,
+                            target_size)
+        if target_size is not None:  # a fixed-scale network fails here, before anything is written
+            logger.info("%dx%d -> %dx%d frames (scale %s)", *source.size, *target_size,
+                        runner.scale_for(*source.size))
         context = args.chunk_overlap if args.chunk_overlap is not None else 4
         if spec.kind == "sliding":
             context = max(context, spec.num_frame // 2)

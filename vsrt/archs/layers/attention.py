@@ -101,7 +101,9 @@ class WindowAttention3D(nn.Module):
         Windows without a kept query are skipped entirely (no q, k, v); the others
         are grouped by their number of kept queries, rounded up to a multiple of
         ``Nq // bucket``, and each group runs as one dense batch whose query rows
-        are the window's kept tokens (padded with a few unused rows).
+        are the window's kept tokens (padded with a few unused rows). Fully kept
+        windows run as in :meth:`attend`. Each kept row gets the same arithmetic as in
+        :meth:`attend` (equal up to float rounding, usually bitwise).
 
         Args:
             windows: ``(n*nW, N, dim)``.
@@ -115,29 +117,38 @@ class WindowAttention3D(nn.Module):
         step = max(1, num_queries // bucket)
         rounded = (counts + step - 1) // step * step  # padded query rows per window
         out = windows.new_zeros(keep.shape[0], num_queries, dim)
-        bias = self.position_bias()  # (heads, Nq, N)
+        # bias (+ shift mask) of every query row, gathered per group below
+        table = self.position_bias()  # (heads, Nq, N)
+        if mask is not None:
+            table = table.unsqueeze(0) + mask.to(table.dtype).unsqueeze(1)  # (nW, heads, Nq, N)
         w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
         b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
         for size in rounded.unique().tolist():
             if size == 0:
                 continue
             index = (rounded == size).nonzero().squeeze(1)  # (M,) windows of this group
-            # kept query positions first (stable), then unused ones: (M, size)
-            rows = torch.argsort((~keep[index]).to(torch.uint8), dim=1, stable=True)[:, :size]
-            query_tokens = windows[index, num_tokens - num_queries:].gather(
-                1, rows.unsqueeze(-1).expand(-1, -1, dim))  # (M, size, dim)
+            if size == num_queries:  # all query rows: no reordering, no per-row gathers
+                rows = None
+                query_tokens = windows[index, num_tokens - num_queries:]  # (M, Nq, dim)
+                attn_mask = table.unsqueeze(0) if mask is None else table[index % table.shape[0]]
+            else:  # kept query positions first (stable), then unused ones: (M, size)
+                rows = torch.argsort((~keep[index]).to(torch.uint8), dim=1, stable=True)[:, :size]
+                query_tokens = windows[index, num_tokens - num_queries:].gather(
+                    1, rows.unsqueeze(-1).expand(-1, -1, dim))  # (M, size, dim)
+                if mask is None:  # (heads, M, size, N) -> (M, heads, size, N)
+                    attn_mask = table[:, rows].transpose(0, 1)
+                else:  # (M, size, heads, N) -> (M, heads, size, N)
+                    attn_mask = table[(index % table.shape[0]).unsqueeze(1), :, rows].transpose(1, 2)
             q = rearrange(F.linear(query_tokens, w_q, b_q), "m s (h d) -> m h s d", h=self.num_heads)
             k, v = rearrange(F.linear(windows[index], w_kv, b_kv), "m t (two h d) -> two m h t d",
                              two=2, h=self.num_heads)
-            attn_mask = bias[:, rows].transpose(0, 1).to(q.dtype)  # (M, heads, size, N)
-            if mask is not None:
-                window_mask = mask.to(q.dtype)[index % mask.shape[0]]  # (M, Nq, N)
-                attn_mask = attn_mask + window_mask.gather(
-                    1, rows.unsqueeze(-1).expand(-1, -1, num_tokens)).unsqueeze(1)
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
-            valid = torch.arange(size, device=rows.device) < counts[index].unsqueeze(1)  # (M, size)
-            out[index.unsqueeze(1).expand_as(rows)[valid], rows[valid]] = rearrange(
-                attended, "m h s d -> m s (h d)")[valid].to(out.dtype)
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), scale=self.scale)
+            attended = rearrange(attended, "m h s d -> m s (h d)").to(out.dtype)
+            if rows is None:
+                out[index] = attended
+            else:
+                valid = torch.arange(size, device=rows.device) < counts[index].unsqueeze(1)  # (M, size)
+                out[index.unsqueeze(1).expand_as(rows)[valid], rows[valid]] = attended[valid]
         return out[keep]
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
