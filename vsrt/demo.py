@@ -18,14 +18,15 @@ import torch
 DEMO_OPTIONS = Path(__file__).resolve().parents[1] / "options" / "train" / "BasicVSR" / "train_BasicVSR_demo_cpu.yml"
 
 
-def make_demo_data(root: Path, num_train_clips: int = 4, num_frames: int = 12, size: int = 128) -> None:
+def make_demo_data(root: Path, num_train_clips: int = 4, num_frames: int = 12, size: int = 64) -> None:
+    """Synthetic ``size`` x ``size`` training clips and one held-out clip (not seen in training)."""
     from vsrt.utils.synthetic import write_clip_folders
 
     if not (root / "train").exists():
         write_clip_folders(root / "train", [f"clip_{i:03d}" for i in range(num_train_clips)],
                            num_frames, size, size, seed=0)
     if not (root / "heldout").exists():
-        write_clip_folders(root / "heldout", ["heldout_000"], num_frames, size, size, seed=1000)
+        write_clip_folders(root / "heldout", ["heldout_000"], 8, size, size, seed=1000)
 
 
 def bicubic_scores(dataset: Any, metric_opts: dict[str, Any]) -> dict[str, float]:
@@ -62,7 +63,7 @@ def run_demo(workdir: Path, total_iter: int | None = None, extra: list[str] = ()
         make_demo_data(Path("demo_output") / "data")
         overrides = list(extra)
         if total_iter is not None:
-            overrides += [f"train.total_iter={total_iter}", f"train.scheduler.periods=[{total_iter}]"]
+            overrides.append(f"train.total_iter={total_iter}")
         experiment = train.main(["-opt", str(DEMO_OPTIONS), *(["--force_yml", *overrides] if overrides else [])])
         opt, _ = load_options(DEMO_OPTIONS, is_train=False, overrides=overrides)
         val_dataset = build_dataset(opt["datasets"]["val"])

@@ -18,25 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsrt.archs.flow.spynet import SpyNet
+from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp
 from vsrt.archs.layers.conv import ConvResidualBlocks
 from vsrt.registry import ARCH_REGISTRY
-
-
-def compute_flows(spynet: SpyNet, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flows between neighbouring frames of ``lqs`` ``(n, t, c, h, w)``.
-
-    Returns ``(flows_backward, flows_forward)``, each ``(n, t-1, 2, h, w)``:
-    ``flows_backward[:, i]`` warps frame ``i+1`` onto frame ``i`` and
-    ``flows_forward[:, i]`` warps frame ``i`` onto frame ``i+1``.
-    """
-    n, t, c, h, w = lqs.shape
-    earlier = lqs[:, :-1].reshape(-1, c, h, w)  # (n*(t-1), c, h, w)
-    later = lqs[:, 1:].reshape(-1, c, h, w)
-    flows_backward = spynet(earlier, later).view(n, t - 1, 2, h, w)
-    flows_forward = spynet(later, earlier).view(n, t - 1, 2, h, w)
-    return flows_backward, flows_forward
 
 
 @ARCH_REGISTRY.register()
@@ -86,7 +71,7 @@ class BasicVSR(nn.Module):
         n, t, _, h, w = lqs.shape
         if t < 2:
             raise ValueError(f"BasicVSR needs at least 2 frames; got {t}")
-        flows_backward, flows_forward = compute_flows(self.spynet, lqs)
+        flows_backward, flows_forward = neighbour_flows(self.spynet, lqs)
 
         backward_feats: list[torch.Tensor] = [lqs.new_empty(0)] * t
         feat = lqs.new_zeros(n, self.num_feat, h, w)

@@ -48,9 +48,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--scale", help="output scale of arbitrary-scale networks: S or S_H,S_W (height, width)")
     size.add_argument("--target-size", metavar="H,W",
-                      help="output frame size instead of --scale, H,W or HxW: an arbitrary-scale network "
-                      "upscales each clip by H/h and W/w; a fixed-scale network accepts only its own "
-                      "output size")
+                      help="output frame size H,W or HxW instead of --scale: an arbitrary-scale network "
+                      "runs each video or clip at scale H/h, W/w; a fixed-scale network accepts only its own "
+                      "output size (benchmarks: the GT size)")
     parser.add_argument("--noise-sigma", type=float, help="noise level (0-255) for non-blind denoisers")
     tiles = parser.add_argument_group("tiling (default: the model's official protocol)")
     tiles.add_argument("--chunk", type=int, help="frames per temporal chunk (0: whole clip)")

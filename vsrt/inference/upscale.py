@@ -2,7 +2,7 @@
 
     python -m vsrt upscale in.mp4 -o out.mp4 --model mia_vsr_reds --weights MIAVSR_REDS_x4.pth
     python -m vsrt upscale frames/ -o out_frames/ --opt options/test/X.yml --chunk 8 --tile 128
-    python -m vsrt upscale in.mp4 -o out.mp4 --opt options/test/SAVSR.yml --target-size 1080x1920
+    python -m vsrt upscale in.mp4 -o out.mp4 --model savsr_vimeo --weights savsr_best.pth --target-size 1080x1920
 
 Frames are decoded, upscaled and encoded chunk by chunk, so memory depends on ``--chunk``,
 ``--chunk-overlap`` and ``--tile``, never on the video length. Every network call sees

@@ -140,3 +140,22 @@ class SpyNet(nn.Module):
                                  dtype=flow.dtype, device=flow.device)
             flows.append(flow * scale.view(1, 2, 1, 1))
         return flows
+
+
+def neighbour_flows(spynet: SpyNet, lqs: torch.Tensor,
+                    mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flows between neighbouring frames of ``lqs`` ``(n, t, c, h, w)``.
+
+    Returns ``(flows_backward, flows_forward)``, each ``(n, t-1, 2, h, w)``:
+    ``flows_backward[:, i]`` warps frame ``i+1`` onto frame ``i`` and
+    ``flows_forward[:, i]`` warps frame ``i`` onto frame ``i+1``. For a
+    mirror-extended clip (``mirrored``: frame i equals frame t-1-i) the forward
+    flows are the reversed backward ones, which saves half of the SpyNet calls.
+    """
+    n, t, c, h, w = lqs.shape
+    earlier = lqs[:, :-1].reshape(-1, c, h, w)  # (n*(t-1), c, h, w)
+    later = lqs[:, 1:].reshape(-1, c, h, w)
+    flows_backward = spynet(earlier, later).view(n, t - 1, 2, h, w)
+    if mirrored:
+        return flows_backward, flows_backward.flip(1)
+    return flows_backward, spynet(later, earlier).view(n, t - 1, 2, h, w)

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from vsrt.archs.flow.spynet import SpyNet
+from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp, patch_align_warp
 from vsrt.archs.layers.upsample import bilinear_x4, pixel_shuffle_x4
 
@@ -171,15 +171,8 @@ class RecurrentPatchAlignNet(nn.Module):
         ``flows_backward[:, i]`` warps frame i+1 onto frame i, ``flows_forward[:, i]``
         warps frame i onto frame i+1.
         """
-        n, t, c, h, w = lqs.shape
-        earlier = lqs[:, :-1].reshape(-1, c, h, w)  # (n*(t-1), c, h, w)
-        later = lqs[:, 1:].reshape(-1, c, h, w)
-        flows_backward = self.spynet(earlier, later).view(n, t - 1, 2, h, w)
-        if is_mirror_extended(lqs):  # decided per call (the official flag was sticky)
-            flows_forward = flows_backward.flip(1)
-        else:
-            flows_forward = self.spynet(later, earlier).view(n, t - 1, 2, h, w)
-        return flows_backward, flows_forward
+        # the mirror check is decided per call (the official flag was sticky)
+        return neighbour_flows(self.spynet, lqs, mirrored=is_mirror_extended(lqs))
 
     def propagate_all(self, lqs: torch.Tensor, cache: FeatureCache, records: dict) -> list[torch.Tensor]:
         """Features of the last branch, one ``(n, embed_dim, h, w)`` per frame (maybe cached)."""
