@@ -80,6 +80,7 @@ class SAVSR(nn.Module):
     arbitrary_scale: ClassVar[bool] = True  # forward(x, scale=(s_h, s_w)) takes any scale
     tiny_config: ClassVar[dict] = {"num_feat": 16, "num_frame": 5, "fusion_win": 3, "w1_num_block": 1,
                                    "w2_num_block": 1, "n_resgroups": 1, "n_resblocks": 1}
+    tiny_input_shape: ClassVar[tuple[int, ...]] = (1, 5, 3, 16, 16)  # (n, t, c, h, w) for tiny_config
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, num_frame: int = 7, slid_win: int = 3,
                  fusion_win: int = 5, interval: int = 0, w1_num_block: int = 4, w2_num_block: int = 2,

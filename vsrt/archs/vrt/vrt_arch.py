@@ -110,6 +110,7 @@ class VRT(nn.Module):
         "upscale": 4, "img_size": [2, 40, 40], "window_size": [2, 4, 4], "depths": [2] * 7 + [1],
         "indep_reconsts": [], "embed_dims": [8] * 8, "num_heads": [2] * 8, "pa_frames": 2,
         "deformable_groups": 4}
+    tiny_input_shape: ClassVar[tuple[int, ...]] = (1, 2, 3, 32, 32)  # (n, t, c, h, w) for tiny_config
 
     def __init__(self, upscale: int = 4, in_chans: int = 3, out_chans: int = 3,
                  img_size: Sequence[int] = (6, 64, 64), window_size: Sequence[int] = (6, 8, 8),
