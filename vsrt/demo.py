@@ -18,7 +18,7 @@ import torch
 DEMO_OPTIONS = Path(__file__).resolve().parents[1] / "options" / "train" / "BasicVSR" / "train_BasicVSR_demo_cpu.yml"
 
 
-def make_demo_data(root: Path, num_train_clips: int = 4, num_frames: int = 12, size: int = 64) -> None:
+def make_demo_data(root: Path, num_train_clips: int = 8, num_frames: int = 12, size: int = 64) -> None:
     """Synthetic ``size`` x ``size`` training clips and one held-out clip (not seen in training)."""
     from vsrt.utils.synthetic import write_clip_folders
 
