@@ -40,10 +40,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.attention import WindowAttention3D
-from vsrt.archs.layers.mlp import DropPath, Mlp
 from vsrt.archs.layers.patch_align import PatchAlignTransformer
 from vsrt.archs.layers.recurrent import RecurrentPatchAlignNet, StepFn
+from vsrt.archs.layers.swin_block import ShiftedWindowBlock
 from vsrt.archs.layers.window import (
     Size3,
     as_size3,
@@ -105,7 +104,7 @@ def apply_to_kept(fn: nn.Module, x: torch.Tensor, keep: torch.Tensor, fallback: 
     return out.view(fallback.shape)
 
 
-class IntraInterFrameBlock(nn.Module):
+class IntraInterFrameBlock(ShiftedWindowBlock):
     """MIA-VSR's masked block (``MaskSwinTransformerBlock``; IIA-VSR's without predictor).
 
     ``forward(x, neighbours, attn_mask, memory)``: ``x`` ``(n, h, w, c)`` current
@@ -117,20 +116,9 @@ class IntraInterFrameBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, window_size: Size3, shifted: bool, mlp_ratio: float = 2.0,
                  drop_path: float = 0.0, mask_predictor: bool = True) -> None:
-        super().__init__()
-        self.window_size = window_size
-        self.shift_size = (window_size[0], window_size[1] // 2, window_size[2] // 2) if shifted else (0, 0, 0)
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention3D(dim, window_size, num_heads, last_frame_queries=True)
+        super().__init__(dim, num_heads, window_size, shifted, mlp_ratio, drop_path, last_frame_queries=True)
         if mask_predictor:  # official key attn.predmask.rnn (present even with use_mask=False)
             self.attn.predmask = TokenKeepPredictor(dim)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    @property
-    def shifted(self) -> bool:
-        return any(s > 0 for s in self.shift_size)
 
     def _to_pixels(self, windows: torch.Tensor, n: int, padded_hw: tuple[int, int], h: int, w: int) -> torch.Tensor:
         """Current-frame windows ``(n*nW, wh*ww, c)`` -> ``(n, h, w, c)`` (un-shifted, cropped)."""

@@ -33,10 +33,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.attention import WindowAttention3D
-from vsrt.archs.layers.mlp import DropPath, Mlp
 from vsrt.archs.layers.patch_align import PatchAlignTransformer
 from vsrt.archs.layers.recurrent import RecurrentPatchAlignNet, StepFn
+from vsrt.archs.layers.swin_block import ShiftedWindowBlock
 from vsrt.archs.layers.window import (
     Size3,
     as_size3,
@@ -50,27 +49,12 @@ from vsrt.registry import ARCH_REGISTRY
 NUM_COND_FRAMES = 3  # previous output, current frame, output two steps back
 
 
-class MultiFrameSwinBlock(nn.Module):
+class MultiFrameSwinBlock(ShiftedWindowBlock):
     """Swin block over ``(n, t, h, w, c)`` tokens in 3-D windows; every frame is updated.
 
     Shifted blocks roll by (ws0, ws1//2, ws2//2) over (frame, h, w). LayerNorm comes
     before the zero padding, so padded tokens are exact zeros and act as keys.
     """
-
-    def __init__(self, dim: int, num_heads: int, window_size: Size3, shifted: bool,
-                 mlp_ratio: float = 2.0, drop_path: float = 0.0) -> None:
-        super().__init__()
-        self.window_size = window_size
-        self.shift_size = (window_size[0], window_size[1] // 2, window_size[2] // 2) if shifted else (0, 0, 0)
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention3D(dim, window_size, num_heads)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    @property
-    def shifted(self) -> bool:
-        return any(s > 0 for s in self.shift_size)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         n, t, h, w, _ = x.shape
