@@ -12,7 +12,7 @@ import torch
 from vsrt.archs import build_network
 from vsrt.archs.flow.spynet import SpyNet
 from vsrt.archs.vrt.inference import test_video as vrt_test_video
-from vsrt.archs.vrt.vrt_arch import OFFICIAL_CONFIGS, VRT
+from vsrt.archs.vrt.vrt_arch import OFFICIAL_CONFIGS, VRT, conv_1x3x3
 
 VENDORED = Path(__file__).resolve().parent / "fixtures" / "parity" / "vrt"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "parity" / "vrt"
@@ -151,5 +151,44 @@ def test_registry_builds_and_rejects_typos() -> None:
 def test_bad_inputs_give_clear_errors() -> None:
     with pytest.raises(ValueError, match="pa_frames=6 needs at least 4 frames"):
         tiny(pa_frames=6, deformable_groups=6, embed_dims=[12] * 8)(clip(t=3))
-    with pytest.raises(ValueError, match="divisible by 8"):
+    with pytest.raises(ValueError, match="multiples of 8"):
         tiny()(clip(h=42))
+
+
+@pytest.mark.parametrize(("overrides", "shape", "message"), [
+    ({}, (1, 4, 3, 16, 16), r"\(1, 4, 3, 16, 16\).*multiples of 8 .* at least 32x32"),
+    ({}, (1, 2, 3, 40, 24), "at least 32x32"),
+    ({}, (1, 2, 3, 36, 40), "multiples of 8"),
+    ({}, (1, 1, 3, 40, 40), "pa_frames=2 needs at least 2 frames"),
+    ({}, (1, 2, 2, 40, 40), "c must be 3"),
+    ({"nonblind_denoising": True, "upscale": 1}, (1, 2, 3, 40, 40), "c must be 4"),
+    ({"upscale": 1, "pa_frames": 0, "img_size": [2, 32, 32]}, (1, 3, 3, 32, 32), r"t == img_size\[0\] == 2"),
+])
+def test_unsupported_input_shapes_are_rejected_up_front(overrides: dict, shape: tuple, message: str) -> None:
+    model = tiny(**overrides)
+    with pytest.raises(ValueError, match=message) as info:
+        model(torch.rand(shape))
+    assert "TileConfig.size_multiple" in str(info.value)
+
+
+def test_smallest_supported_inputs_still_run() -> None:
+    """The rule rejects only what fails: 32x32 (8 x window 4) runs; without mutual blocks 8x8 does."""
+    assert tiny().min_size == (32, 32)
+    with torch.no_grad():
+        assert tiny()(torch.rand(1, 2, 3, 32, 40)).shape == (1, 2, 3, 128, 160)
+        no_mutual = tiny(upscale=1, depths=[1] * 8)
+        assert no_mutual.min_size == (8, 8)
+        assert no_mutual(torch.rand(1, 2, 3, 16, 24)).shape == (1, 2, 3, 16, 24)
+    with torch.device("meta"):
+        official = VRT(**OFFICIAL_CONFIGS["002_VRT_videosr_bi_REDS_16frames"])
+    assert official.min_size == (64, 64)
+
+
+def test_per_frame_conv_equals_conv3d() -> None:
+    """conv_1x3x3 keeps nn.Conv3d's parameters and computes the same as F.conv3d."""
+    torch.manual_seed(0)
+    conv = conv_1x3x3(5, 7)
+    assert {k: tuple(v.shape) for k, v in conv.state_dict().items()} == {"weight": (7, 5, 1, 3, 3), "bias": (7,)}
+    x = torch.rand(2, 5, 3, 8, 6)  # (n, c, d, h, w)
+    want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=(0, 1, 1))
+    torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-6)

@@ -15,6 +15,8 @@ Deliberate differences from the official code:
 * ``recal_all_flows`` is accepted and stored, and unused, as in the official code.
 * The dead ``init_weights`` method is gone; initialisation is PyTorch's default, as in the
   official code (which never calls it).
+* The per-frame ``(1, 3, 3)`` Conv3d layers run as ``conv2d`` over the frames (same
+  parameters; faster on CPU), and ``forward`` rejects input shapes it cannot take up front.
 Tiled / chunked inference (the official ``test_video``) lives in :mod:`vsrt.archs.tiling`
 with an adapter in :mod:`vsrt.archs.vrt.inference`.
 """
@@ -65,9 +67,24 @@ OFFICIAL_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+class FrameConv3d(nn.Conv3d):
+    """A ``(1, k, k)`` Conv3d run as a 2-D convolution over the frames (same parameters and keys).
+
+    PyTorch's CPU Conv3d takes a slow path for these kernels; ``conv2d`` on ``(n*d, c, h, w)``
+    computes the same per-frame convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        frames = rearrange(x, "n c d h w -> (n d) c h w")
+        out = F.conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:], self.padding[1:],
+                       self.dilation[1:], self.groups)
+        return rearrange(out, "(n d) c h w -> n c d h w", n=n)
+
+
 def conv_1x3x3(in_channels: int, out_channels: int) -> nn.Conv3d:
-    """Per-frame 3x3 convolution on ``(n, c, d, h, w)``."""
-    return nn.Conv3d(in_channels, out_channels, kernel_size=(1, 3, 3), padding=(0, 1, 1))
+    """Per-frame 3x3 convolution on ``(n, c, d, h, w)`` (an ``nn.Conv3d`` parameter layout)."""
+    return FrameConv3d(in_channels, out_channels, kernel_size=(1, 3, 3), padding=(0, 1, 1))
 
 
 def make_upsampler(scale: int, num_feat: int) -> nn.Sequential:
@@ -96,7 +113,8 @@ class VRT(nn.Module):
     """Video Restoration Transformer.
 
     ``forward(x)``: ``x`` is ``(n, d, c, h, w)`` in [0, 1] with ``c = in_chans`` (+1 noise
-    level channel when ``nonblind_denoising``); ``h, w`` multiples of 8. Returns
+    level channel when ``nonblind_denoising``); ``h, w`` multiples of 8 and at least 8x the
+    spatial window (64 for the official window 8; ``min_size``), ``d >= pa_frames/2 + 1``. Returns
     ``(n, d, out_chans, h*upscale, w*upscale)``, or for frame interpolation
     (``pa_frames=0``, ``d == img_size[0]``) ``(n, out_chans // 3, 3, h, w)``.
 
@@ -105,7 +123,7 @@ class VRT(nn.Module):
     factory ``dim -> nn.Module``. :data:`OFFICIAL_CONFIGS` holds the released configurations.
     """
 
-    # a small SR configuration for fast tests (inputs: >= 2 frames of 40x40 or larger)
+    # a small SR configuration for fast tests (inputs: >= 2 frames of 32x32 or larger)
     tiny_config: ClassVar[dict[str, Any]] = {
         "upscale": 4, "img_size": [2, 40, 40], "window_size": [2, 4, 4], "depths": [2] * 7 + [1],
         "indep_reconsts": [], "embed_dims": [8] * 8, "num_heads": [2] * 8, "pa_frames": 2,
@@ -139,6 +157,10 @@ class VRT(nn.Module):
         self.spynet_path = spynet_path
         self.recal_all_flows = recal_all_flows
         self.nonblind_denoising = nonblind_denoising
+        # mutual attention adds a position bias of a full (Wh, Ww) window, so the 1/8-scale
+        # stage 4 must hold a whole window; without mutual blocks smaller inputs run
+        has_mutual = any(int(depth * mul_attn_ratio) > 0 for depth in depths[:7])
+        self.min_size = (8 * window_size[1], 8 * window_size[2]) if has_mutual else (8, 8)
 
         if pa_frames:
             # image + 4 nearest reads of each of the two warped neighbours (+ noise map)
@@ -203,14 +225,32 @@ class VRT(nn.Module):
         self.spynet.load_pretrained(path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise ValueError(f"VRT expects (n, d, c, h, w), got shape {tuple(x.shape)}")
-        if x.shape[-2] % 8 or x.shape[-1] % 8:
-            raise ValueError(f"VRT needs h and w divisible by 8 (three 2x down-scalings), got "
-                             f"{tuple(x.shape[-2:])}; pad the input (vsrt.archs.tiling pads to size_multiple)")
+        problem = self._input_problem(tuple(x.shape))
+        if problem:
+            raise ValueError(f"VRT cannot take an input of shape {tuple(x.shape)} (n, t, c, h, w): {problem}; "
+                             "pad the clip or use vsrt.archs.tiling (TileConfig.size_multiple)")
         if self.pa_frames:
             return self._forward_restoration(x)
         return self._forward_interpolation(x)
+
+    def _input_problem(self, shape: tuple[int, ...]) -> str | None:
+        """Why ``forward`` would fail on an input of ``shape``, or None if it runs."""
+        if len(shape) != 5:
+            return "expected 5 dimensions"
+        _, t, c, h, w = shape
+        channels = self.in_chans + int(self.nonblind_denoising)
+        # without a noise map, pa_frames networks read only the first in_chans channels
+        if c < channels or (c != channels and (self.nonblind_denoising or not self.pa_frames)):
+            return f"c must be {channels}"
+        min_h, min_w = self.min_size
+        if h % 8 or w % 8 or h < min_h or w < min_w:
+            return (f"h and w must be multiples of 8 (three 2x down-scalings) and at least "
+                    f"{min_h}x{min_w} (8 x the spatial window)")
+        if self.pa_frames and t < self.pa_frames // 2 + 1:
+            return f"pa_frames={self.pa_frames} needs at least {self.pa_frames // 2 + 1} frames (t)"
+        if not self.pa_frames and t != self.input_resolution[0]:
+            return f"frame interpolation needs t == img_size[0] == {self.input_resolution[0]}"
+        return None
 
     def _forward_restoration(self, x: torch.Tensor) -> torch.Tensor:
         """Super-resolution / deblurring / denoising: (n, d, c, h, w) -> (n, d, out, H, W)."""
