@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,11 @@ def tiny_train_options(tmp_path: Path, **changes: Any) -> dict[str, Any]:
                 "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 0, "test_y_channel": False}}},
         "logger": {"print_freq": 1, "save_checkpoint_freq": 4, "use_tb_logger": False},
     }
+    return set_options(opt, changes)
+
+
+def set_options(opt: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Set ``{'a.b.c': value}`` entries of a nested option dict in place; returns ``opt``."""
     for key, value in changes.items():
         node = opt
         *parents, leaf = key.split(".")
@@ -57,6 +64,19 @@ def tiny_train_options(tmp_path: Path, **changes: Any) -> dict[str, Any]:
             node = node[parent]
         node[leaf] = value
     return opt
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a script file (``scripts/...``) as a module, so tests can call its functions."""
+    spec = importlib.util.spec_from_file_location(f"vsrt_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_data_script(name: str) -> ModuleType:
+    """One of ``scripts/data_preparation/<name>.py`` as a module."""
+    return load_script(REPO_ROOT / "scripts" / "data_preparation" / f"{name}.py")
 
 
 def write_options(path: Path, opt: dict[str, Any]) -> Path:

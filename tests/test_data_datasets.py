@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import pickle
 import random
@@ -13,20 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import load_data_script
 from vsrt.data import build_dataloader, build_dataset, duf_downsample, file_client
 from vsrt.data.video_io import read_video, write_video
 from vsrt.utils import imresize
 
-REPO = Path(__file__).resolve().parents[1]
 SCALE = 4
-
-
-def load_script(name: str):
-    path = REPO / "scripts" / "data_preparation" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"vsrt_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_frame(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -111,7 +102,7 @@ def test_reds_frame_count_from_meta_file(tmp_path):
 
 
 def test_reds_lmdb_equals_disk(reds, tmp_path):
-    create_lmdb = load_script("create_lmdb")
+    create_lmdb = load_data_script("create_lmdb")
     for sub in ("GT", "LQ"):
         assert create_lmdb.main(["--dataset", "REDS", "--input", str(reds[sub.lower()]),
                                  "--output", str(tmp_path / f"{sub}.lmdb")]) == 0
@@ -128,7 +119,7 @@ def test_reds_lmdb_equals_disk(reds, tmp_path):
 
 
 def test_reds_lmdb_in_worker_processes(reds, tmp_path):
-    create_lmdb = load_script("create_lmdb")
+    create_lmdb = load_data_script("create_lmdb")
     for sub in ("GT", "LQ"):
         create_lmdb.main(["--dataset", "REDS", "--input", str(reds[sub.lower()]),
                           "--output", str(tmp_path / f"{sub}.lmdb")])
@@ -166,7 +157,7 @@ def test_reds_scale_mismatch(tmp_path):
 
 
 def test_lmdb_missing_key_and_folder(reds, tmp_path):
-    create_lmdb = load_script("create_lmdb")
+    create_lmdb = load_data_script("create_lmdb")
     create_lmdb.main(["--dataset", "REDS", "--input", str(reds["gt"]), "--output", str(tmp_path / "GT.lmdb")])
     with pytest.raises(FileNotFoundError, match="nothing.lmdb"):
         build_dataset(reds_opt(dict(reds, gt=tmp_path / "GT.lmdb", lq=tmp_path / "nothing.lmdb"),
@@ -209,7 +200,7 @@ def test_vimeo_recurrent_flip_sequence_and_lmdb(tmp_path):
     with pytest.raises(KeyError, match="flip_sequence"):
         build_dataset({**opt, "flip_sequence": None})
 
-    create_lmdb = load_script("create_lmdb")
+    create_lmdb = load_data_script("create_lmdb")
     for sub in ("gt", "lq"):
         assert create_lmdb.main(["--dataset", "Vimeo90K", "--input", str(paths[sub]), "--list", str(paths["meta"]),
                                  "--output", str(tmp_path / f"{sub}.lmdb")]) == 0

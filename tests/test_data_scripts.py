@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from pathlib import Path
 
@@ -12,18 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import load_data_script
 from vsrt.data import build_dataset, duf_downsample
 from vsrt.utils import imresize
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    path = REPO / "scripts" / "data_preparation" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"vsrt_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_hr_clips(root: Path, clips=("000", "001"), num_frames=8, size=32, seed=0) -> list[Path]:
@@ -39,7 +29,7 @@ def write_hr_clips(root: Path, clips=("000", "001"), num_frames=8, size=32, seed
 
 
 def test_generate_lr_bi_and_bd(tmp_path):
-    generate_lr = load_script("generate_lr")
+    generate_lr = load_data_script("generate_lr")
     frames = write_hr_clips(tmp_path / "GT", num_frames=2)
     hr = cv2.imread(str(frames[1])).astype(np.float32)
     assert generate_lr.main(["--input", str(tmp_path / "GT"), "--output", str(tmp_path / "BI"), "--mode", "BI"]) == 0
@@ -55,7 +45,7 @@ def test_generate_lr_bi_and_bd(tmp_path):
 
 
 def test_generate_lr_refuses_sizes_not_divisible(tmp_path):
-    generate_lr = load_script("generate_lr")
+    generate_lr = load_data_script("generate_lr")
     (tmp_path / "GT" / "a").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "GT" / "a" / "0.png"), np.zeros((30, 32, 3), np.uint8))
     args = ["--input", str(tmp_path / "GT"), "--output", str(tmp_path / "LR")]
@@ -65,7 +55,7 @@ def test_generate_lr_refuses_sizes_not_divisible(tmp_path):
 
 
 def test_create_lmdb_layout_and_round_trip(tmp_path):
-    create_lmdb, generate_lr = load_script("create_lmdb"), load_script("generate_lr")
+    create_lmdb, generate_lr = load_data_script("create_lmdb"), load_data_script("generate_lr")
     write_hr_clips(tmp_path / "GT")
     generate_lr.main(["--input", str(tmp_path / "GT"), "--output", str(tmp_path / "LQ")])
     for sub in ("GT", "LQ"):
@@ -97,7 +87,7 @@ def test_create_lmdb_layout_and_round_trip(tmp_path):
 
 
 def test_create_lmdb_refuses_existing_target_and_cleans_up(tmp_path):
-    create_lmdb = load_script("create_lmdb")
+    create_lmdb = load_data_script("create_lmdb")
     write_hr_clips(tmp_path / "GT", clips=("000",), num_frames=2)
     args = ["--dataset", "folder", "--input", str(tmp_path / "GT"), "--output", str(tmp_path / "out.lmdb")]
     assert create_lmdb.main(args) == 0
@@ -126,7 +116,7 @@ def test_write_lmdb_grows_a_full_map(tmp_path):
 
 
 def test_create_lmdb_vimeo_keys(tmp_path):
-    create_lmdb = load_script("create_lmdb")
+    create_lmdb = load_data_script("create_lmdb")
     for seq in ("00001/0001", "00001/0002"):
         (tmp_path / "seq" / seq).mkdir(parents=True)
         for n in range(1, 8):
@@ -142,7 +132,7 @@ def test_create_lmdb_vimeo_keys(tmp_path):
 
 
 def test_regroup_reds(tmp_path, capsys):
-    regroup = load_script("regroup_reds_dataset")
+    regroup = load_data_script("regroup_reds_dataset")
     for sub in ("train_sharp", "train_sharp_bicubic/X4"):
         (tmp_path / sub / "000").mkdir(parents=True)
     for sub in ("val_sharp", "val_sharp_bicubic/X4"):

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 import yaml
 
+from helpers import REPO_ROOT, load_script
 from vsrt.archs import build_network
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "profile_model.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("profile_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = REPO_ROOT / "scripts" / "profile_model.py"
 
 
 def test_profile_row_counts_params_and_flops(tmp_path, capsys):
     network_g = {"type": "BasicVSR", "num_feat": 8, "num_block": 1}
     opt = tmp_path / "tiny.yml"
     opt.write_text(yaml.safe_dump({"name": "tiny", "network_g": network_g}))
-    row = load_script().main(["--opt", str(opt), "--frames", "3", "--size", "16", "16", "--device", "cpu",
+    row = load_script(SCRIPT).main(["--opt", str(opt), "--frames", "3", "--size", "16", "16", "--device", "cpu",
                               "--warmup", "0", "--runs", "1", "--header"])
     cells = [c.strip() for c in row.strip("|").split("|")]
     params = sum(p.numel() for p in build_network(network_g).parameters())
@@ -38,5 +29,5 @@ def test_profile_row_counts_params_and_flops(tmp_path, capsys):
 def test_flop_counter_counts_a_conv_exactly():
     """The documented convention: 2 FLOPs per multiply-add."""
     conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
-    flops = load_script().count_flops(conv, torch.rand(1, 3, 8, 8), torch.device("cpu"), "fp32")
+    flops = load_script(SCRIPT).count_flops(conv, torch.rand(1, 3, 8, 8), torch.device("cpu"), "fp32")
     assert flops == 2 * (4 * 8 * 8) * (3 * 3 * 3)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from helpers import REPO_ROOT, SHARED_PARITY, make_clips, write_options
+from helpers import REPO_ROOT, SHARED_PARITY, make_clips, set_options, write_options
 from vsrt import train
 from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.archs.savsr_arch import SAVSR
@@ -49,13 +49,7 @@ def tiny_options(tmp_path: Path, **changes) -> dict:
     opt["datasets"]["train"]["dataroot_gt"] = str(data / "train")
     opt["datasets"]["val"]["dataroot_gt"] = str(data / "val")
     opt["path"]["experiments_root"] = str(tmp_path / "experiments")
-    for key, value in changes.items():
-        node = opt
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
-    return opt
+    return set_options(opt, changes)
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -64,6 +58,7 @@ def tiny_options(tmp_path: Path, **changes) -> dict:
 def test_tiny_savsr_trains_at_mixed_scales_and_validates_at_three_scales(tmp_path):
     opt_path = write_options(tmp_path / "tiny.yml", tiny_options(tmp_path))
     opt, _ = load_options(opt_path, is_train=False, root=tmp_path)
+    torch.manual_seed(opt["manual_seed"])  # the untrained weights must not depend on earlier tests
     untrained = build_model(opt)
     val_set = build_dataset(opt["datasets"]["val"])
     before = untrained.validation(val_set, current_iter=0)
