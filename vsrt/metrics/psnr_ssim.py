@@ -58,14 +58,20 @@ def _check_input_order(input_order: str) -> None:
         raise ValueError(f"input_order must be one of {INPUT_ORDERS}, got '{input_order}'")
 
 
+def _prepare_pair(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str,
+                  test_y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Check shapes and order, then crop, optionally take Y, and cast both images to float64."""
+    _check_same_shape(img, img2)
+    _check_input_order(input_order)
+    return (_prepare(img, crop_border, input_order, test_y_channel),
+            _prepare(img2, crop_border, input_order, test_y_channel))
+
+
 @METRIC_REGISTRY.register()
 def calculate_psnr(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str = "HWC",
                    test_y_channel: bool = False, **_ignored: Any) -> float:
     """PSNR in dB of two images in [0, 255]; ``inf`` when they are identical."""
-    _check_same_shape(img, img2)
-    _check_input_order(input_order)
-    img = _prepare(img, crop_border, input_order, test_y_channel)
-    img2 = _prepare(img2, crop_border, input_order, test_y_channel)
+    img, img2 = _prepare_pair(img, img2, crop_border, input_order, test_y_channel)
     mse = np.mean((img - img2) ** 2)
     if mse == 0:
         return float("inf")
@@ -99,10 +105,7 @@ def _ssim_single_channel(img: np.ndarray, img2: np.ndarray) -> float:
 def calculate_ssim(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str = "HWC",
                    test_y_channel: bool = False, **_ignored: Any) -> float:
     """SSIM of two images in [0, 255], the mean over channels; 1.0 when identical."""
-    _check_same_shape(img, img2)
-    _check_input_order(input_order)
-    img = _prepare(img, crop_border, input_order, test_y_channel)
-    img2 = _prepare(img2, crop_border, input_order, test_y_channel)
+    img, img2 = _prepare_pair(img, img2, crop_border, input_order, test_y_channel)
     per_channel = [_ssim_single_channel(img[..., c], img2[..., c]) for c in range(img.shape[2])]
     return np.array(per_channel).mean()
 
