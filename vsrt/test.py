@@ -11,6 +11,7 @@ therefore a scale (``--scale``), never a size.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from vsrt.archs.scale import check_scale_supported, is_arbitrary_scale, parse_sc
 from vsrt.options import dict2str, load_options, parse_args
 from vsrt.registry import import_user_modules
 from vsrt.utils.checkpoint import unwrap_model
-from vsrt.utils.dist import get_dist_info, init_dist
+from vsrt.utils.dist import get_dist_info, process_group
 from vsrt.utils.logger import close_log_files, get_root_logger
 
 
@@ -35,10 +36,8 @@ def use_scale(opt: dict[str, Any], dataset_opts: list[dict[str, Any]], scale: tu
         dataset_opt["scales"] = [list(scale)]
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(is_train=False, argv=argv)
-    if args.launcher == "pytorch":
-        init_dist()
+def run_tests(args: argparse.Namespace) -> dict[str, Any]:
+    """Test on every test/val dataset of the options; returns the metrics report."""
     opt, notices = load_options(args.opt, False, args.force_yml, args.debug)
     import_user_modules(opt.get("imports") or [])
     network_opt = dict(opt["network_g"])
@@ -82,6 +81,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.info("Metrics written to %s", results_root / "metrics.json")
     close_log_files()
     return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(is_train=False, argv=argv)
+    with process_group(args.launcher):
+        return run_tests(args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ same batches (see :mod:`vsrt.data.resumable`), same random stream, same weights.
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import sys
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.options import dict2str, load_options, parse_args
 from vsrt.registry import import_user_modules
-from vsrt.utils.dist import barrier, broadcast_object, get_dist_info, init_dist
+from vsrt.utils.dist import barrier, broadcast_object, get_dist_info, process_group
 from vsrt.utils.logger import AvgTimer, MessageLogger, close_log_files, get_root_logger, init_tb_logger
 
 
@@ -95,10 +96,8 @@ def build_val_datasets(opt: dict[str, Any]) -> list[Any]:
     return [build_dataset(d) for k, d in (opt.get("datasets") or {}).items() if k.split("_")[0] == "val"]
 
 
-def main(argv: list[str] | None = None) -> str:
-    args = parse_args(is_train=True, argv=argv)
-    if args.launcher == "pytorch":
-        init_dist()
+def train(args: argparse.Namespace) -> str:
+    """Train from the parsed command line; returns the experiment folder."""
     opt, notices = load_options(args.opt, True, args.force_yml, args.debug)
     import_user_modules(opt.get("imports") or [])
     network_opt = dict(opt["network_g"])
@@ -200,6 +199,12 @@ def main(argv: list[str] | None = None) -> str:
         tb_logger.close()
     close_log_files()
     return opt["path"]["experiments_root"]
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(is_train=True, argv=argv)
+    with process_group(args.launcher):
+        return train(args)
 
 
 if __name__ == "__main__":

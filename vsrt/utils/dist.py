@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -27,6 +28,28 @@ def init_dist(backend: str | None = None) -> str:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend=backend)
     return backend
+
+
+@contextlib.contextmanager
+def process_group(launcher: str) -> Iterator[None]:
+    """Join the torchrun process group for ``launcher == 'pytorch'`` and leave it on the way out.
+
+    Leaving explicitly matters: a gloo/NCCL group still alive at interpreter
+    shutdown can abort the process ("terminate called without an active
+    exception") after all the work is done. On a clean exit the ranks meet at
+    a barrier first, so nobody tears down while another still communicates;
+    on an error they leave at once (a barrier could wait forever).
+    """
+    if launcher != "pytorch":
+        yield
+        return
+    init_dist()
+    try:
+        yield
+        barrier()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def get_dist_info() -> tuple[int, int]:
