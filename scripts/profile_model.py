@@ -23,37 +23,70 @@ made by running this once per model. What is measured, exactly:
   ``resource.getrusage(...).ru_maxrss`` instead, which only shows memory above the earlier peak of
   the process (a lower bound). The output says which one was used.
 
+``--train`` profiles one training step instead: the network in train mode, forward with gradients
+and backward of the output's mean (FLOPs then count both passes; no optimizer step). ``--set
+KEY=VALUE`` changes one ``network_g`` entry (a YAML literal), e.g. ``--set use_checkpoint=false``
+to see what activation checkpointing saves:
+
+    python scripts/profile_model.py --model psrt_recurrent_reds --frames 8 --size 64 64 --train
+    python scripts/profile_model.py --model psrt_recurrent_reds --frames 8 --size 64 64 --train \
+        --set use_checkpoint=false
+
 Weights are not needed (random initialisation gives the same cost); ``--weights`` is accepted.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import resource
 import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsrt.inference.loading import load_model, pick_device
+from vsrt.inference.loading import LoadedModel, load_model, network_from_options, pick_device
 from vsrt.inference.runner import autocast_context
+from vsrt.zoo import get_preset
 
 HEADER = ("| model | input (t×h×w) | device | precision | params (M) | FLOPs (G, 2/MAC) | MACs (G) "
           "| latency (ms, median) | peak memory (MiB) |\n|---|---|---|---|---|---|---|---|---|")
 
 
-def count_flops(net: torch.nn.Module, lq: torch.Tensor, device: torch.device, precision: str) -> int:
+def make_pass(net: torch.nn.Module, lq: torch.Tensor, device: torch.device, precision: str,
+              train: bool = False) -> Callable[[], None]:
+    """One inference pass (no gradients) or, with ``train``, one forward + backward of the mean output."""
+    if not train:
+        def infer() -> None:
+            with torch.no_grad(), autocast_context(device, precision):
+                net(lq)
+
+        return infer
+
+    def train_step() -> None:
+        net.zero_grad(set_to_none=True)
+        with autocast_context(device, precision):
+            out = net(lq)
+        out.float().mean().backward()
+
+    return train_step
+
+
+def count_flops(net: torch.nn.Module, lq: torch.Tensor, device: torch.device, precision: str,
+                train: bool = False) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter, autocast_context(device, precision):
-        net(lq)
+    with counter:
+        make_pass(net, lq, device, precision, train)()
     return int(counter.get_total_flops())
 
 
@@ -92,12 +125,9 @@ def cpu_peak_memory(forward: object) -> tuple[float, str]:
 
 
 def time_forward(net: torch.nn.Module, lq: torch.Tensor, device: torch.device, precision: str,
-                 warmup: int, runs: int) -> tuple[float, float, str]:
+                 warmup: int, runs: int, train: bool = False) -> tuple[float, float, str]:
     """Median latency (ms), peak memory (MiB) and how the memory was measured."""
-    def forward() -> None:
-        with torch.no_grad(), autocast_context(device, precision):
-            net(lq)
-
+    forward = make_pass(net, lq, device, precision, train)
     cuda = device.type == "cuda"
     if not cuda:
         memory, how = cpu_peak_memory(forward)
@@ -120,6 +150,26 @@ def time_forward(net: torch.nn.Module, lq: torch.Tensor, device: torch.device, p
     return statistics.median(times), memory, how
 
 
+def load_network_for_profiling(args: argparse.Namespace, device: torch.device) -> LoadedModel:
+    """The network of ``--opt`` / ``--model`` with the ``--set`` overrides applied to its ``network_g``."""
+    if not args.overrides:
+        return load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
+                          load_weights=args.weights is not None, allow_download=False)
+    if args.model is not None:
+        label, network_g = args.model, copy.deepcopy(get_preset(args.model).network_g)
+    else:
+        label, network_g = Path(args.opt).stem, network_from_options(args.opt)[0]
+    for assignment in args.overrides:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set '{assignment}': expected KEY=VALUE")
+        network_g[key.strip()] = yaml.safe_load(text)
+    loaded = load_model(network_g=network_g, weights=args.weights, device=device,
+                        load_weights=args.weights is not None, allow_download=False)
+    loaded.label = label
+    return loaded
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -133,20 +183,24 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--header", action="store_true", help="print the markdown table header first")
+    parser.add_argument("--train", action="store_true", help="profile a training step (forward + backward)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a network_g entry (YAML literal); repeatable")
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
-    loaded = load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
-                        load_weights=args.weights is not None, allow_download=False)
-    net = loaded.net
+    loaded = load_network_for_profiling(args, device)
+    net = loaded.net.train(args.train)
     in_chans = 4 if loaded.spec.nonblind_denoising else 3
     frames = loaded.spec.num_frame or args.frames
     lq = torch.rand(1, frames, in_chans, *args.size, device=device)
     params = sum(p.numel() for p in net.parameters())
-    latency, memory, memory_kind = time_forward(net, lq, device, args.precision, args.warmup, args.runs)
-    flops = count_flops(net, lq, device, args.precision)
+    latency, memory, memory_kind = time_forward(net, lq, device, args.precision, args.warmup, args.runs,
+                                                args.train)
+    flops = count_flops(net, lq, device, args.precision, args.train)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    row = (f"| {loaded.label} | {frames}×{args.size[0]}×{args.size[1]} | {device_name} | {args.precision} "
+    label = " ".join([loaded.label, *args.overrides] + (["(train step)"] if args.train else []))
+    row = (f"| {label} | {frames}×{args.size[0]}×{args.size[1]} | {device_name} | {args.precision} "
            f"| {params / 1e6:.2f} | {flops / 1e9:.1f} | {flops / 2e9:.1f} | {latency:.1f} | {memory:.0f} |")
     if args.header:
         print(HEADER)

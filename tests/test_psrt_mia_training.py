@@ -28,6 +28,56 @@ TINY = {"PSRT": REPO_ROOT / "options/train/PSRT/train_PSRT_tiny_cpu.yml",
 OPTION_FILES = sorted(p for arch in ("PSRT", "MIAVSR") for p in (REPO_ROOT / "options").glob(f"*/{arch}/*.yml"))
 
 
+# ------------------------------------------------------------------ activation checkpointing
+
+@pytest.mark.parametrize("name", ["BasicRecurrentSwin", "MIAVSR", "IIAVSR"])
+def test_activation_checkpointing_recomputes_blocks_with_identical_gradients(name, monkeypatch):
+    """use_checkpoint recomputes every block in backward (drop path and Gumbel noise replayed) and
+    changes neither the loss nor any gradient; MIA's masks and their sparsity loss included."""
+    cls = ARCH_REGISTRY.get(name)
+    block_cls = type(cls(**cls.tiny_config).patch_align["forward_1"].blocks()[0])
+    calls = []
+    original = block_cls._forward
+    monkeypatch.setattr(block_cls, "_forward", lambda self, *a: calls.append(1) or original(self, *a))
+    lqs = torch.rand(1, 3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    results = {}
+    for use_checkpoint in (False, True):
+        torch.manual_seed(0)
+        net = cls(**cls.tiny_config, use_checkpoint=use_checkpoint).train()
+        for module in net.modules():  # exercise stochastic depth inside the recomputed blocks
+            if module.__class__.__name__ == "DropPath":
+                module.drop_prob = 0.5
+        calls.clear()
+        torch.manual_seed(1)
+        if name == "MIAVSR":
+            out, masks = net(lqs, return_masks=True)
+            loss = out.mean() + SparsityLoss(loss_weight=1e-2)(masks)
+        else:
+            out = net(lqs)
+            loss = out.mean()
+        forward_calls = len(calls)
+        loss.backward()
+        results[use_checkpoint] = (loss.detach(), forward_calls, len(calls),
+                                   {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None})
+    loss_plain, fwd_plain, total_plain, grads_plain = results[False]
+    loss_ckpt, fwd_ckpt, total_ckpt, grads_ckpt = results[True]
+    assert fwd_plain == fwd_ckpt == total_plain > 0
+    assert total_ckpt == 2 * fwd_ckpt  # every block ran again in backward
+    torch.testing.assert_close(loss_ckpt, loss_plain, rtol=0, atol=0)
+    assert grads_plain.keys() == grads_ckpt.keys()
+    for key in grads_plain:
+        torch.testing.assert_close(grads_ckpt[key], grads_plain[key], rtol=1e-5, atol=1e-7, msg=key)
+
+
+def test_activation_checkpointing_is_off_without_gradients():
+    cls = ARCH_REGISTRY.get("MIAVSR")
+    net = cls(**cls.tiny_config).eval()
+    assert all(block.use_checkpoint for block in net.patch_align["forward_1"].blocks())
+    with torch.no_grad():
+        out = net(torch.rand(1, 2, 3, 8, 8))
+    assert out.shape == (1, 2, 3, 32, 32)
+
+
 # ------------------------------------------------------------------ the loss
 
 def official_sparsity_loss(masks: list) -> torch.Tensor:

@@ -33,6 +33,7 @@ class IIAVSR(IntraInterFrameNet):
 
     official_release_order: reproduce the released code's frame order (all
         branches backwards in time, see the module docstring). Default False.
+    use_checkpoint: activation checkpointing of every transformer block while training.
     """
 
     scale = 4
@@ -42,10 +43,11 @@ class IIAVSR(IntraInterFrameNet):
                  depths: Sequence[int] = (6, 6, 6, 6, 6, 6), num_heads: Sequence[int] = (6, 6, 6, 6, 6, 6),
                  window_size: Sequence[int] = (3, 8, 8), num_frames: int = 3, img_size: int = 64,
                  patch_size: int = 1, cpu_cache_length: int = 100, is_low_res_input: bool = True,
-                 spynet_path: str | None = None, official_release_order: bool = False) -> None:
+                 spynet_path: str | None = None, official_release_order: bool = False,
+                 use_checkpoint: bool = True) -> None:
         super().__init__(in_channels, mid_channels, embed_dim, depths, num_heads, window_size, num_frames,
                          img_size, patch_size, cpu_cache_length, is_low_res_input, spynet_path,
-                         mask_predictor=False, use_mask=False)
+                         mask_predictor=False, use_mask=False, use_checkpoint=use_checkpoint)
         self.official_release_order = official_release_order
 
     def schedule(self, name: str, num_frames: int) -> BranchSchedule:

@@ -115,8 +115,9 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: Size3, shifted: bool, mlp_ratio: float = 2.0,
-                 drop_path: float = 0.0, mask_predictor: bool = True) -> None:
-        super().__init__(dim, num_heads, window_size, shifted, mlp_ratio, drop_path, last_frame_queries=True)
+                 drop_path: float = 0.0, mask_predictor: bool = True, use_checkpoint: bool = False) -> None:
+        super().__init__(dim, num_heads, window_size, shifted, mlp_ratio, drop_path, last_frame_queries=True,
+                         use_checkpoint=use_checkpoint)
         if mask_predictor:  # official key attn.predmask.rnn (present even with use_mask=False)
             self.attn.predmask = TokenKeepPredictor(dim)
 
@@ -129,6 +130,28 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
 
     def forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
                 memory: StepMemory | None) -> torch.Tensor:
+        prev = memory.previous.get(self) if memory is not None else None
+        skip_rows = memory is not None and memory.skip_masked_tokens
+        # the step memory is read and written out here, so that the block itself is a pure
+        # function of its inputs and can be recomputed by activation checkpointing
+        out, queries, attn_out, hidden, keep_map = self.run_checkpointed(
+            self._forward, x, neighbours, attn_mask, prev, skip_rows)
+        if memory is not None:
+            # clone: the query slice would otherwise keep all three frames' windows alive
+            memory.previous[self] = (queries.detach().clone(), attn_out.detach(), hidden.detach())
+            # fraction over real pixels (padding excluded), differentiable in training
+            memory.kept.append(None if keep_map is None else keep_map.mean())
+        return out
+
+    def _forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
+                 prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, skip_rows: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One block step; ``prev`` = (queries, attention output, MLP output) of the previous step.
+
+        Returns the block output ``(n, h, w, c)``, this step's queries ``(n*nW, wh*ww, c)``,
+        attention output (same shape), MLP branch ``(n, h, w, c)`` and keep map
+        ``(n, h, w, 1)`` (None without a previous step).
+        """
         n, h, w, _ = x.shape
         tokens = pad_to_windows(self.norm1(torch.cat([neighbours, x.unsqueeze(1)], dim=1)), self.window_size)
         padded_hw = tuple(tokens.shape[2:4])
@@ -136,7 +159,6 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
             tokens = torch.roll(tokens, shifts=tuple(-s for s in self.shift_size[1:]), dims=(2, 3))
         windows = window_partition(tokens, self.window_size)  # (n*nW, N, c)
         queries = windows[:, -self.attn.num_queries:]  # current frame tokens (n*nW, wh*ww, c)
-        prev = memory.previous.get(self) if memory is not None else None
         keep = None if prev is None else self.attn.predmask((queries - prev[0]).abs())  # (n*nW, wh*ww, 1)
 
         mask = attn_mask if self.shifted else None
@@ -144,7 +166,7 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
             attn_out = self.attn(windows, mask)
         elif self.training:
             attn_out = self.attn(windows, mask) * keep + prev[1] * (1 - keep)
-        elif memory.skip_masked_tokens:  # attention rows, proj and MLP of kept tokens only
+        elif skip_rows:  # attention rows, proj and MLP of kept tokens only
             kept_rows = keep.squeeze(-1) > 0  # (n*nW, wh*ww)
             attn_out = prev[1].clone()
             attn_out[kept_rows] = self.attn.proj(self.attn.attend_kept(windows, kept_rows, mask)).to(attn_out.dtype)
@@ -159,12 +181,7 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
             hidden = self.drop_path(self.mlp(self.norm2(x))) * keep_map + prev[2] * (1 - keep_map)
         else:
             hidden = apply_to_kept(lambda z: self.mlp(self.norm2(z)), x, keep_map, prev[2])
-        if memory is not None:
-            # clone: the query slice would otherwise keep all three frames' windows alive
-            memory.previous[self] = (queries.detach().clone(), attn_out.detach(), hidden.detach())
-            # fraction over real pixels (padding excluded), differentiable in training
-            memory.kept.append(None if keep_map is None else keep_map.mean())
-        return x + hidden
+        return x + hidden, queries, attn_out, hidden, keep_map
 
 
 class IntraInterFrameTransformer(PatchAlignTransformer):
@@ -172,10 +189,11 @@ class IntraInterFrameTransformer(PatchAlignTransformer):
 
     def __init__(self, in_chans: int, embed_dim: int, depths: Sequence[int], num_heads: Sequence[int],
                  window_size: Size3, mask_predictor: bool, mlp_ratio: float = 2.0,
-                 drop_path_rate: float = 0.1) -> None:
+                 drop_path_rate: float = 0.1, use_checkpoint: bool = False) -> None:
         def make_block(index: int, heads: int, drop_path: float) -> nn.Module:
             return IntraInterFrameBlock(embed_dim, heads, window_size, shifted=index % 2 == 1, mlp_ratio=mlp_ratio,
-                                        drop_path=drop_path, mask_predictor=mask_predictor)
+                                        drop_path=drop_path, mask_predictor=mask_predictor,
+                                        use_checkpoint=use_checkpoint)
 
         super().__init__(in_chans, embed_dim, depths, num_heads, make_block, drop_path_rate)
 
@@ -196,14 +214,14 @@ class IntraInterFrameNet(RecurrentPatchAlignNet):
     def __init__(self, in_channels: int, mid_channels: int, embed_dim: int, depths: Sequence[int],
                  num_heads: Sequence[int], window_size: Sequence[int], num_frames: int, img_size: int,
                  patch_size: int, cpu_cache_length: int, is_low_res_input: bool, spynet_path: str | None,
-                 mask_predictor: bool, use_mask: bool) -> None:
+                 mask_predictor: bool, use_mask: bool, use_checkpoint: bool) -> None:
         window = as_size3(window_size)
         if window[0] != 3:
             raise ValueError(f"window_size must span the 3 stacked frames (window_size[0] == 3); got {window}")
 
         def make_aligner() -> nn.Module:
             return IntraInterFrameTransformer(in_channels, embed_dim, depths, num_heads, window,
-                                              mask_predictor=mask_predictor)
+                                              mask_predictor=mask_predictor, use_checkpoint=use_checkpoint)
 
         super().__init__(in_channels, mid_channels, embed_dim, cpu_cache_length, is_low_res_input,
                          spynet_path, make_aligner)
@@ -266,6 +284,8 @@ class MIAVSR(IntraInterFrameNet):
 
     use_mask: predict token masks and skip unchanged tokens (False: compute every
         token; the ``predmask`` parameters exist either way).
+    use_checkpoint: activation checkpointing of every transformer block while training
+        (the official code always does it; False trades memory for speed).
     """
 
     scale = 4
@@ -275,7 +295,7 @@ class MIAVSR(IntraInterFrameNet):
                  depths: Sequence[int] = (6, 6, 6, 6, 6, 6), num_heads: Sequence[int] = (6, 6, 6, 6, 6, 6),
                  window_size: Sequence[int] = (3, 8, 8), num_frames: int = 3, img_size: int = 64,
                  patch_size: int = 1, cpu_cache_length: int = 100, is_low_res_input: bool = True,
-                 use_mask: bool = True, spynet_path: str | None = None) -> None:
+                 use_mask: bool = True, spynet_path: str | None = None, use_checkpoint: bool = True) -> None:
         super().__init__(in_channels, mid_channels, embed_dim, depths, num_heads, window_size, num_frames,
                          img_size, patch_size, cpu_cache_length, is_low_res_input, spynet_path,
-                         mask_predictor=True, use_mask=use_mask)
+                         mask_predictor=True, use_mask=use_mask, use_checkpoint=use_checkpoint)

@@ -7,7 +7,12 @@ blocks have in common (keys ``norm1``, ``attn``, ``norm2``, ``mlp.fc1``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vsrt.archs.layers.attention import WindowAttention3D
 from vsrt.archs.layers.mlp import DropPath, Mlp
@@ -25,11 +30,15 @@ class ShiftedWindowBlock(nn.Module):
         mlp_ratio: MLP hidden width / ``dim``.
         drop_path: stochastic depth rate of both residual branches.
         last_frame_queries: passed to :class:`WindowAttention3D`.
+        use_checkpoint: recompute the block in the backward pass instead of keeping its
+            activations (``torch.utils.checkpoint``; training with gradients only, no
+            numerical effect: the RNG state of stochastic depth is replayed).
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: Size3, shifted: bool, mlp_ratio: float = 2.0,
-                 drop_path: float = 0.0, last_frame_queries: bool = False) -> None:
+                 drop_path: float = 0.0, last_frame_queries: bool = False, use_checkpoint: bool = False) -> None:
         super().__init__()
+        self.use_checkpoint = use_checkpoint
         self.window_size = window_size
         self.shift_size = (window_size[0], window_size[1] // 2, window_size[2] // 2) if shifted else (0, 0, 0)
         self.norm1 = nn.LayerNorm(dim)
@@ -41,3 +50,13 @@ class ShiftedWindowBlock(nn.Module):
     @property
     def shifted(self) -> bool:
         return any(s > 0 for s in self.shift_size)
+
+    def run_checkpointed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, under activation checkpointing when ``use_checkpoint`` applies.
+
+        ``fn`` must be a pure function of ``args`` (no reads of state that changes
+        between the forward and the backward pass), since it runs again in backward.
+        """
+        if self.use_checkpoint and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
