@@ -118,6 +118,31 @@ def test_upscale_refuses_to_overwrite_and_reports_bad_input(tmp_path, tiny_basic
             main([str(bad), "-o", str(tmp_path / "x.mp4"), *model_args])
         assert message in capsys.readouterr().err
 
+    with pytest.raises(SystemExit):  # a video suffix vsrt cannot write is refused before any work
+        main([str(frames), "-o", str(tmp_path / "out.webm"), *model_args])
+    assert "Cannot write" in capsys.readouterr().err and not (tmp_path / "out.webm").exists()
+
+
+def test_other_containers_in_and_odd_sizes_out(tmp_path, caplog):
+    """A .ts input is read like any FFmpeg container; an odd output size is cropped to even, with a warning."""
+    from vsrt.inference.upscale import main
+
+    _, model_args = save_tiny(tmp_path, TINY_SAVSR)
+    source = make_video(tmp_path / "in.mp4", num_frames=4, size=(22, 30))
+    transport_stream = tmp_path / "in.ts"
+    with av.open(str(source)) as src, av.open(str(transport_stream), "w", format="mpegts") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in (src.streams.video[0], src.streams.audio[0])}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    output = tmp_path / "up.mkv"
+    with caplog.at_level("WARNING", logger="vsrt"):
+        main([str(transport_stream), "-o", str(output), *model_args, "--scale", "1.5"])  # 22x30 -> 33x45
+    got = probe(output)
+    assert got["frames"] == 4 and got["size"] == (32, 44) and got["audio"] == ["aac"]
+    assert "cropped to 32x44" in caplog.text
+
 
 def test_upscale_failure_leaves_no_partial_output(tmp_path, tiny_basicvsr, monkeypatch):
     from vsrt.inference.upscale import main

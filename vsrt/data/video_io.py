@@ -15,7 +15,9 @@ import numpy as np
 
 from vsrt.data.data_util import check_same_size, list_images, read_image
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
+# containers read through PyAV (FFmpeg); the upscaler writes the first five
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
+                    ".wmv", ".flv", ".3gp")
 PathLike = str | os.PathLike
 
 

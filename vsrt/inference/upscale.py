@@ -34,7 +34,6 @@ from vsrt.inference.video_stream import InputError, Timestamp
 from vsrt.utils import tensor2img
 
 logger = logging.getLogger("vsrt")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 
 
 @dataclass
@@ -102,12 +101,26 @@ def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Calla
 def _open_sink(args: argparse.Namespace, output: Path, source: Any) -> Any:
     from vsrt.inference.video_stream import FolderSink, VideoSink, pick_codec
 
-    if output.suffix.lower() in VIDEO_SUFFIXES:
+    if _writes_video(output):
         audio = None if args.no_audio else source.audio
         return VideoSink(output, source.fps, pick_codec(args.codec), args.crf, _parse_bitrate(args.bitrate), audio)
     if source.audio is not None and not args.no_audio:
         logger.warning("Output %s is a folder of frames: the audio stream is dropped.", output)
     return FolderSink(output)
+
+
+def _writes_video(output: Path) -> bool:
+    """True for a video file output, False for a folder of PNGs; other video suffixes are an error."""
+    from vsrt.data.video_io import is_video_file
+    from vsrt.inference.video_stream import WRITABLE_FORMATS
+
+    suffix = output.suffix.lower()
+    if suffix in WRITABLE_FORMATS:
+        return True
+    if is_video_file(output):
+        raise ValueError(f"Cannot write {output}: video outputs are {' '.join(WRITABLE_FORMATS)} "
+                         "(or give a folder for PNG frames)")
+    return False
 
 
 def _parse_bitrate(text: str | None) -> int | None:
@@ -127,7 +140,7 @@ def _target_size(text: str | None, output: Path) -> tuple[int, int] | None:
     if text is None:
         return None
     height, width = parse_size(text)
-    if output.suffix.lower() in VIDEO_SUFFIXES and (height % 2 or width % 2):
+    if _writes_video(output) and (height % 2 or width % 2):
         raise ValueError(f"--target-size {height}x{width}: a video output (yuv420p) needs an even height and "
                          "width; choose an even size or write PNG frames to a folder")
     return height, width
@@ -149,6 +162,7 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         raise FileExistsError(f"{output} exists; use --force to overwrite it")
     if output.resolve() == input_path.resolve():
         raise ValueError("the output must differ from the input")
+    _writes_video(output)  # an unwritable video suffix fails before any work
     target_size = _target_size(args.target_size, output)
     output.parent.mkdir(parents=True, exist_ok=True)
     source = open_source(input_path, args.fps)
@@ -190,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m vsrt upscale", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="video file (.mp4 .avi .mkv .mov) or folder of frames")
-    parser.add_argument("-o", "--output", required=True, help="video file, or a folder for PNG frames")
+    parser.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm ...) or folder of frames")
+    parser.add_argument("-o", "--output", required=True,
+                        help="video file (.mp4 .m4v .mov .mkv .avi), or a folder for PNG frames")
     add_model_arguments(parser)
     parser.add_argument("--codec", help="video codec (default libx264, else mpeg4)")
     parser.add_argument("--crf", type=int, help="constant rate factor (x264: 0-51, lower is better)")

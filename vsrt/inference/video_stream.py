@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vsrt.data.data_util import list_images, read_image
-from vsrt.data.video_io import is_video_file
+from vsrt.data.video_io import VIDEO_EXTENSIONS, is_video_file
 
 logger = logging.getLogger("vsrt")
 Timestamp = tuple[int, Fraction]
@@ -124,7 +124,7 @@ def open_source(path: str | os.PathLike, fps: float | None = None) -> VideoFileS
     if path.is_dir():
         return FolderSource(path, fps or 25.0)
     if not is_video_file(path):
-        raise InputError(f"Input {path} is neither a folder of frames nor a video (.mp4, .avi, .mkv, .mov)")
+        raise InputError(f"Input {path} is neither a folder of frames nor a video ({' '.join(VIDEO_EXTENSIONS)})")
     return VideoFileSource(path)
 
 
@@ -156,6 +156,7 @@ class VideoSink:
         self.wants_audio = audio_template is not None
         self.container: Any = None
         self.pending_audio: list[Any] = []  # audio packets that arrive before the first output frame
+        self.cropped = False
 
     def _open(self, height: int, width: int) -> None:
         import av
@@ -176,13 +177,18 @@ class VideoSink:
     def write(self, frame: np.ndarray, timestamp: Timestamp) -> None:
         import av
 
+        if frame.shape[0] % 2 or frame.shape[1] % 2:  # yuv420p needs even sizes
+            if not self.cropped:
+                logger.warning("%dx%d frames are cropped to %dx%d: the video encoder (yuv420p) needs even "
+                               "sizes; write a folder of PNGs to keep every pixel", *frame.shape[:2],
+                               frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2)
+                self.cropped = True
+            frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
         if self.container is None:
             self._open(*frame.shape[:2])
             for packet in self.pending_audio:
                 self.mux_audio(packet)
             self.pending_audio.clear()
-        if frame.shape[0] % 2 or frame.shape[1] % 2:  # yuv420p needs even sizes
-            frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
         video_frame.pts, video_frame.time_base = timestamp
         for packet in self.video.encode(video_frame):
@@ -219,7 +225,11 @@ def _publish(tmp: Path, path: Path) -> None:
 
 
 def _format_for(path: Path) -> str:
-    return {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}[path.suffix.lower()]
+    return WRITABLE_FORMATS[path.suffix.lower()]
+
+
+# output file suffix -> FFmpeg muxer (H.264 / MPEG-4 video, audio stream copied)
+WRITABLE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 
 
 class FolderSink:
