@@ -144,6 +144,33 @@ def test_other_containers_in_and_odd_sizes_out(tmp_path, caplog):
     assert "cropped to 32x44" in caplog.text
 
 
+def test_rotated_phone_video_keeps_its_orientation(tmp_path, tiny_basicvsr):
+    """A display rotation (portrait phone video) is stored in a video output, and applied to PNG frames."""
+    from vsrt.inference.upscale import main
+
+    _, model_args = tiny_basicvsr
+    plain = make_video(tmp_path / "plain.mp4", num_frames=3, size=(16, 24))
+    rotated = tmp_path / "rotated.mp4"
+    with av.open(str(plain)) as src, av.open(str(rotated), "w") as dst:
+        video = dst.add_stream_from_template(src.streams.video[0])
+        video.set_display_rotation(90)
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = video
+                dst.mux(packet)
+    main([str(rotated), "-o", str(tmp_path / "up.mkv"), *model_args])
+    with av.open(str(tmp_path / "up.mkv")) as container:
+        first = next(container.decode(video=0))
+        assert (first.rotation, first.height, first.width) == (90, 64, 96)
+
+    main([str(plain), "-o", str(tmp_path / "plain_png"), *model_args])
+    main([str(rotated), "-o", str(tmp_path / "rotated_png"), *model_args])
+    for name in ("00000000.png", "00000002.png"):
+        upright = cv2.imread(str(tmp_path / "rotated_png" / name))
+        assert upright.shape == (96, 64, 3)
+        np.testing.assert_array_equal(upright, np.rot90(cv2.imread(str(tmp_path / "plain_png" / name))))
+
+
 def test_upscale_failure_leaves_no_partial_output(tmp_path, tiny_basicvsr, monkeypatch):
     from vsrt.inference.upscale import main
 

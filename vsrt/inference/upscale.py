@@ -103,10 +103,11 @@ def _open_sink(args: argparse.Namespace, output: Path, source: Any) -> Any:
 
     if _writes_video(output):
         audio = None if args.no_audio else source.audio
-        return VideoSink(output, source.fps, pick_codec(args.codec), args.crf, _parse_bitrate(args.bitrate), audio)
+        return VideoSink(output, source.fps, pick_codec(args.codec), args.crf, _parse_bitrate(args.bitrate), audio,
+                         source)
     if source.audio is not None and not args.no_audio:
         logger.warning("Output %s is a folder of frames: the audio stream is dropped.", output)
-    return FolderSink(output)
+    return FolderSink(output, source)
 
 
 def _writes_video(output: Path) -> bool:

@@ -49,6 +49,8 @@ class VideoFileSource:
         self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
         self.fps = Fraction(self.video.average_rate or self.video.guessed_rate or 25)
         self.size = (self.video.codec_context.height, self.video.codec_context.width)
+        # counter-clockwise display rotation (phone videos: +-90), known once a frame is decoded
+        self.rotation = 0
 
     @property
     def total(self) -> int | None:
@@ -71,6 +73,8 @@ class VideoFileSource:
                         on_audio(packet)
                     continue
                 for frame in packet.decode():
+                    if index == 0:
+                        self.rotation = int(getattr(frame, "rotation", 0) or 0)
                     pts = frame.pts if frame.pts is not None else index
                     time_base = frame.time_base or Fraction(1) / self.fps
                     yield frame.to_ndarray(format="bgr24"), (pts, Fraction(time_base))
@@ -88,6 +92,7 @@ class FolderSource:
     """Frames of an image folder in sorted order, at ``fps`` frames per second."""
 
     audio = None
+    rotation = 0
 
     def __init__(self, path: str | os.PathLike, fps: float = 25.0) -> None:
         try:
@@ -144,11 +149,14 @@ def pick_codec(name: str | None) -> str:
 
 
 class VideoSink:
-    """Encode BGR frames to a temporary file beside ``path``; copy the audio stream of ``audio_template``."""
+    """Encode BGR frames to a temporary file beside ``path``; copy the audio stream of ``audio_template``.
+
+    The display rotation of ``source`` (a phone video's) is stored in the output too.
+    """
 
     def __init__(self, path: Path, fps: Fraction, codec: str, crf: int | None = None,
-                 bitrate: int | None = None, audio_template: Any = None) -> None:
-        self.path, self.fps, self.codec = path, fps, codec
+                 bitrate: int | None = None, audio_template: Any = None, source: Any = None) -> None:
+        self.path, self.fps, self.codec, self.source = path, fps, codec, source
         self.crf, self.bitrate, self.audio_template = crf, bitrate, audio_template
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
         os.close(fd)
@@ -170,6 +178,13 @@ class VideoSink:
             stream.bit_rate = self.bitrate
         elif self.crf is None and self.codec not in ("libx264", "libx265", "libvpx-vp9"):
             stream.bit_rate = int(0.15 * width * height * float(self.fps))  # no CRF mode: ~0.15 bit/pixel
+        rotation = getattr(self.source, "rotation", 0)
+        if rotation:  # frames are upscaled as stored; players rotate them as they did the input
+            if hasattr(stream, "set_display_rotation"):
+                stream.set_display_rotation(rotation)
+            else:
+                logger.warning("This PyAV cannot store the input's %d degree display rotation; the output "
+                               "shows the frames as stored", rotation)
         self.video = stream
         self.audio = self.container.add_stream_from_template(self.audio_template) \
             if self.audio_template is not None else None
@@ -233,18 +248,24 @@ WRITABLE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matros
 
 
 class FolderSink:
-    """Write ``%08d.png`` frames into a temporary folder beside ``path``; rename it on close."""
+    """Write ``%08d.png`` frames into a temporary folder beside ``path``; rename it on close.
+
+    Frames of a rotated video (``source.rotation``) are turned upright first.
+    """
 
     wants_audio = False
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, source: Any = None) -> None:
+        self.path, self.source = path, source
         self.tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
         self.count = 0
 
     def write(self, frame: np.ndarray, timestamp: Timestamp) -> None:
         import cv2
 
+        rotation = getattr(self.source, "rotation", 0)
+        if rotation % 360:  # PNGs carry no display matrix: store the frames the way players show them
+            frame = np.ascontiguousarray(np.rot90(frame, k=rotation // 90))
         if not cv2.imwrite(str(self.tmp_path / f"{self.count:08d}.png"), frame):
             raise OSError(f"Cannot write {self.tmp_path / f'{self.count:08d}.png'}")
         self.count += 1
