@@ -142,3 +142,28 @@ def test_dist_train_sh_two_cpu_processes(tmp_path):
     assert (root / "models" / "net_g_latest.pth").exists()
     log = next(root.glob("train_tiny_*.log")).read_text()
     assert "2 process(es)" in log
+
+
+def test_prefetch_mode_maps_to_dataloader_options(caplog):
+    """BasicSR's prefetch_mode: cpu -> prefetch_factor per worker, cuda -> pinned memory; bad values fail."""
+    assert train.prefetch_options({}, num_workers=2, uses_gpu=True) == {"pin_memory": False}
+    assert train.prefetch_options({"prefetch_mode": "cpu", "num_prefetch_queue": 4}, 2, True) == \
+        {"pin_memory": False, "prefetch_factor": 4}
+    assert train.prefetch_options({"prefetch_mode": "cuda"}, 2, uses_gpu=True) == {"pin_memory": True}
+    assert train.prefetch_options({"pin_memory": True}, 2, uses_gpu=False) == {"pin_memory": False}
+    with caplog.at_level("WARNING", logger="vsrt"):
+        assert train.prefetch_options({"prefetch_mode": "cuda"}, 2, uses_gpu=False) == {"pin_memory": False}
+        assert train.prefetch_options({"prefetch_mode": "cpu"}, 0, uses_gpu=False) == {"pin_memory": False}
+    assert "needs a GPU" in caplog.text and "no effect with num_worker_per_gpu: 0" in caplog.text
+    with pytest.raises(ValueError, match="prefetch_mode: 'gpu' is not one of"):
+        train.prefetch_options({"prefetch_mode": "gpu"}, 2, True)
+    with pytest.raises(ValueError, match="num_prefetch_queue must be >= 1"):
+        train.prefetch_options({"prefetch_mode": "cpu", "num_prefetch_queue": 0}, 2, True)
+
+
+def test_prefetch_mode_cpu_with_a_worker_trains(tmp_path):
+    opt = tiny_train_options(tmp_path, **{"train.total_iter": 2, "datasets.train.prefetch_mode": "cpu",
+                                          "datasets.train.num_prefetch_queue": 3,
+                                          "datasets.train.num_worker_per_gpu": 1})
+    root = Path(train.main(["-opt", str(write_options(tmp_path / "o.yml", opt))]))
+    assert (root / "models" / "net_g_latest.pth").exists()

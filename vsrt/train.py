@@ -9,6 +9,7 @@ same batches (see :mod:`vsrt.data.resumable`), same random stream, same weights.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import random
 import sys
@@ -24,7 +25,14 @@ from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.options import dict2str, load_options, parse_args
 from vsrt.registry import import_user_modules
 from vsrt.utils.dist import barrier, broadcast_object, get_dist_info, process_group
-from vsrt.utils.logger import AvgTimer, MessageLogger, close_log_files, get_root_logger, init_tb_logger
+from vsrt.utils.logger import (
+    LOGGER_NAME,
+    AvgTimer,
+    MessageLogger,
+    close_log_files,
+    get_root_logger,
+    init_tb_logger,
+)
 
 
 def set_random_seed(seed: int) -> None:
@@ -65,6 +73,34 @@ def prepare_folders(opt: dict[str, Any], resuming: bool) -> None:
     copied.write_text(f"# GENERATE TIME: {time.asctime()}\n# CMD:\n# {' '.join(sys.argv)}\n\n{body}")
 
 
+def prefetch_options(dataset_opt: dict[str, Any], num_workers: int, uses_gpu: bool) -> dict[str, Any]:
+    """DataLoader arguments for BasicSR's ``prefetch_mode`` / ``num_prefetch_queue`` / ``pin_memory``.
+
+    ``cpu``: each worker keeps ``num_prefetch_queue`` batches ready (BasicSR's background queue);
+    ``cuda``: batches come in pinned memory, so ``feed_data``'s non-blocking copies overlap with
+    compute (BasicSR's CUDA prefetcher; ``pin_memory`` is implied). Neither changes the batches.
+    """
+    mode = dataset_opt.get("prefetch_mode")
+    pin_memory = bool(dataset_opt.get("pin_memory", False))
+    options: dict[str, Any] = {}
+    if mode not in (None, "cpu", "cuda"):
+        raise ValueError(f"datasets.train.prefetch_mode: {mode!r} is not one of ~ (none), cpu, cuda")
+    if mode == "cpu":
+        queue = int(dataset_opt.get("num_prefetch_queue", 1))
+        if queue < 1:
+            raise ValueError(f"datasets.train.num_prefetch_queue must be >= 1, got {queue}")
+        if num_workers > 0:
+            options["prefetch_factor"] = queue
+        else:
+            logging.getLogger(LOGGER_NAME).warning("prefetch_mode: cpu has no effect with num_worker_per_gpu: 0")
+    if mode == "cuda":
+        if uses_gpu:
+            pin_memory = True
+        else:
+            logging.getLogger(LOGGER_NAME).warning("prefetch_mode: cuda needs a GPU; ignored on this run")
+    return {"pin_memory": pin_memory and uses_gpu, **options}
+
+
 def build_train_loader(opt: dict[str, Any], seed: int) -> tuple[Any, Any, int]:
     """Loader, its sampler, and iterations per epoch for ``datasets.train``."""
     from vsrt.data import EnlargedSampler, build_dataset
@@ -80,10 +116,10 @@ def build_train_loader(opt: dict[str, Any], seed: int) -> tuple[Any, Any, int]:
     num_workers = int(dataset_opt.get("num_worker_per_gpu", 0)) * per_device
     loader = DataLoader(
         SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-        drop_last=True, pin_memory=bool(dataset_opt.get("pin_memory", False)),
-        persistent_workers=bool(dataset_opt.get("persistent_workers", False)) and num_workers > 0,
+        drop_last=True, persistent_workers=bool(dataset_opt.get("persistent_workers", False)) and num_workers > 0,
         # a private generator: creating the iterator must not draw from the global stream
-        generator=torch.Generator().manual_seed(seed))
+        generator=torch.Generator().manual_seed(seed),
+        **prefetch_options(dataset_opt, num_workers, uses_gpu=opt["num_gpu"] > 0))
     if len(loader) == 0:
         raise ValueError(f"datasets.train: {len(dataset)} samples x enlarge ratio {ratio} give no full "
                          f"batch of {batch_size} per process")

@@ -3,7 +3,8 @@
 Every ``*_dataset.py`` module below this package registers its datasets into
 :data:`vsrt.registry.DATASET_REGISTRY` when the package is imported.
 ``build_dataset`` and ``build_dataloader`` keep BasicSR's signatures and
-semantics; ``prefetch_mode`` is left to the training loop.
+semantics; ``prefetch_mode`` is mapped onto DataLoader options by
+:func:`vsrt.train.prefetch_options`.
 """
 
 from __future__ import annotations
