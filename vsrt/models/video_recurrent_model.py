@@ -213,7 +213,10 @@ class VideoRecurrentModel(BaseModel):
         for index in tqdm(indices, desc=f"Validate {dataset_name}", unit="clip", disable=not show_bar):
             data = dataset[index]
             clip_names[index] = str(data.get("folder", index))
-            output = self.infer(data["lq"].unsqueeze(0).to(self.device))[0].cpu()
+            try:
+                output = self.infer(data["lq"].unsqueeze(0).to(self.device))[0].cpu()
+            except ValueError as err:  # a clip the network cannot take: say which one
+                raise ValueError(f"{dataset_name}, clip {clip_names[index]}: {err}") from err
             scores[index] = self._score_clip(output, data, metric_opts, current_iter, dataset_name,
                                              save_img, clip_names[index])
         scores = all_reduce_sum(scores.to(self.device)).cpu()
