@@ -123,7 +123,7 @@ def test_upscale_refuses_to_overwrite_and_reports_bad_input(tmp_path, tiny_basic
     assert "Cannot write" in capsys.readouterr().err and not (tmp_path / "out.webm").exists()
 
 
-def test_other_containers_in_and_odd_sizes_out(tmp_path, caplog):
+def test_other_containers_in_and_odd_sizes_out(tmp_path, vsrt_log):
     """A .ts input is read like any FFmpeg container; an odd output size is cropped to even, with a warning."""
     from vsrt.inference.upscale import main
 
@@ -137,11 +137,10 @@ def test_other_containers_in_and_odd_sizes_out(tmp_path, caplog):
                 packet.stream = streams[packet.stream.index]
                 dst.mux(packet)
     output = tmp_path / "up.mkv"
-    with caplog.at_level("WARNING", logger="vsrt"):
-        main([str(transport_stream), "-o", str(output), *model_args, "--scale", "1.5"])  # 22x30 -> 33x45
+    main([str(transport_stream), "-o", str(output), *model_args, "--scale", "1.5"])  # 22x30 -> 33x45
     got = probe(output)
     assert got["frames"] == 4 and got["size"] == (32, 44) and got["audio"] == ["aac"]
-    assert "cropped to 32x44" in caplog.text
+    assert "cropped to 32x44" in vsrt_log.text
 
 
 def test_rotated_phone_video_keeps_its_orientation(tmp_path, tiny_basicvsr):
