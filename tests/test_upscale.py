@@ -170,6 +170,44 @@ def test_rotated_phone_video_keeps_its_orientation(tmp_path, tiny_basicvsr):
         np.testing.assert_array_equal(upright, np.rot90(cv2.imread(str(tmp_path / "plain_png" / name))))
 
 
+@pytest.mark.parametrize(("size", "colorspace"), [((64, 96), "ITU601"), ((720, 1280), "ITU709")])
+def test_video_output_colours_follow_the_matrix_players_assume(tmp_path, size, colorspace):
+    """Saturated colours survive the RGB -> YUV -> RGB trip under the matrix the stream is tagged with,
+    which is also the one players assume for untagged video of that size (BT.709 for HD)."""
+    from vsrt.inference.video_stream import VideoSink
+
+    frame = np.zeros((*size, 3), np.uint8)
+    frame[:, : size[1] // 2] = (30, 200, 60)  # BGR green
+    frame[:, size[1] // 2:] = (220, 40, 180)  # BGR purple
+    sink = VideoSink(tmp_path / "c.mp4", Fraction(25), "libx264", crf=0)
+    for index in range(2):
+        sink.write(frame, (index, Fraction(1, 25)))
+    sink.close()
+    with av.open(str(tmp_path / "c.mp4")) as container:
+        decoded = next(container.decode(video=0))
+        assert decoded.colorspace == (1 if colorspace == "ITU709" else 6) and decoded.color_range == 1
+        as_player = decoded.reformat(format="bgr24", src_colorspace=colorspace, src_color_range="MPEG").to_ndarray()
+    assert np.abs(as_player.astype(int) - frame).max() <= 4  # chroma rounding only (the wrong matrix: ~25)
+
+
+def test_untagged_hd_input_is_read_with_the_hd_matrix(tmp_path):
+    from vsrt.inference.video_stream import VideoFileSource
+
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[:, :640] = (30, 200, 60)
+    frame[:, 640:] = (220, 40, 180)
+    with av.open(str(tmp_path / "untagged.mp4"), "w") as out:  # BT.709 YUV, no colour tags
+        stream = out.add_stream("libx264", rate=25, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        yuv = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p", dst_colorspace="ITU709")
+        for packet in [*stream.encode(yuv), *stream.encode()]:
+            out.mux(packet)
+    source = VideoFileSource(tmp_path / "untagged.mp4")
+    decoded, _ = next(source.frames())
+    source.close()
+    assert np.abs(decoded.astype(int) - frame).max() <= 4
+
+
 def test_upscale_failure_leaves_no_partial_output(tmp_path, tiny_basicvsr, monkeypatch):
     from vsrt.inference.upscale import main
 

@@ -25,6 +25,10 @@ from vsrt.data.video_io import VIDEO_EXTENSIONS, is_video_file
 
 logger = logging.getLogger("vsrt")
 Timestamp = tuple[int, Fraction]
+# (colorspace, primaries, transfer) codes of FFmpeg's AVCOL_* enums
+HD_COLOR_TAG = (1, 1, 1)  # BT.709
+SD_COLOR_TAG = (6, 6, 6)  # SMPTE 170M (BT.601, 525 lines)
+UNSPECIFIED = 2
 
 
 class InputError(ValueError):
@@ -77,7 +81,7 @@ class VideoFileSource:
                         self.rotation = int(getattr(frame, "rotation", 0) or 0)
                     pts = frame.pts if frame.pts is not None else index
                     time_base = frame.time_base or Fraction(1) / self.fps
-                    yield frame.to_ndarray(format="bgr24"), (pts, Fraction(time_base))
+                    yield to_bgr(frame), (pts, Fraction(time_base))
                     index += 1
         except av.FFmpegError as err:
             raise InputError(f"Cannot decode {self.path}: {err}") from err
@@ -86,6 +90,14 @@ class VideoFileSource:
 
     def close(self) -> None:
         self.container.close()
+
+
+def to_bgr(frame: Any) -> np.ndarray:
+    """A decoded frame as uint8 BGR, with the YUV matrix its tags name; untagged frames get the one
+    players assume (BT.709 from 720p up, BT.601 below), so the colours are the ones the user saw."""
+    if frame.colorspace == UNSPECIFIED and (frame.height >= 720 or frame.width >= 1280):
+        return frame.reformat(format="bgr24", src_colorspace="ITU709").to_ndarray()
+    return frame.to_ndarray(format="bgr24")
 
 
 class FolderSource:
@@ -178,6 +190,13 @@ class VideoSink:
             stream.bit_rate = self.bitrate
         elif self.crf is None and self.codec not in ("libx264", "libx265", "libvpx-vp9"):
             stream.bit_rate = int(0.15 * width * height * float(self.fps))  # no CRF mode: ~0.15 bit/pixel
+        # RGB -> YUV with the matrix players assume for this size, and say so in the stream's tags:
+        # untagged HD decoded as BT.709 after a BT.601 conversion shifts saturated colours visibly
+        self.colorspace = "ITU709" if height >= 720 or width >= 1280 else "ITU601"
+        tag = HD_COLOR_TAG if self.colorspace == "ITU709" else SD_COLOR_TAG
+        context = stream.codec_context
+        context.colorspace, context.color_primaries, context.color_trc = tag
+        context.color_range = 1  # limited ("MPEG") range, as the conversion below produces
         rotation = getattr(self.source, "rotation", 0)
         if rotation:  # frames are upscaled as stored; players rotate them as they did the input
             if hasattr(stream, "set_display_rotation"):
@@ -204,7 +223,8 @@ class VideoSink:
             for packet in self.pending_audio:
                 self.mux_audio(packet)
             self.pending_audio.clear()
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24").reformat(
+            format="yuv420p", dst_colorspace=self.colorspace, dst_color_range="MPEG")
         video_frame.pts, video_frame.time_base = timestamp
         for packet in self.video.encode(video_frame):
             self.container.mux(packet)
