@@ -341,3 +341,30 @@ def test_video_folder_with_lq_clips_and_errors(tmp_path, reds):
     short = build_dataset(folder_opt(reds["gt"], test_mode=False, num_frame=9, gt_size=16))
     with pytest.raises(ValueError, match="clip 000 has 8 frames"):
         short[0]
+
+
+def test_vimeo_interpolation_dataset_pairs_odd_frames_with_im4(tmp_path):
+    """Inputs im1, im3, im5, im7 (reversed by random_reverse), target im4, one crop for all."""
+    for seq in ("00001/0001", "00001/0002"):
+        (tmp_path / "seq" / seq).mkdir(parents=True)
+        for n in range(1, 8):
+            frame = np.full((24, 20, 3), 30 * n, np.uint8)
+            frame[0, 0] = 0  # a marker that shows where the crop was taken
+            cv2.imwrite(str(tmp_path / "seq" / seq / f"im{n}.png"), frame)
+    (tmp_path / "list.txt").write_text("00001/0001\n00001/0002\n")
+    opt = {"name": "vfi", "type": "Vimeo90KInterpolationDataset", "dataroot_gt": str(tmp_path / "seq"),
+           "meta_info_file": str(tmp_path / "list.txt"), "gt_size": 16, "scale": 1, "random_reverse": True}
+    dataset = build_dataset(opt)
+    orders = set()
+    for seed in range(12):
+        random.seed(seed)
+        item = dataset[seed % 2]
+        assert item["lq"].shape == (4, 3, 16, 16) and item["gt"].shape == (1, 3, 16, 16)
+        levels = tuple(round(float(frame[:, 5:, 5:].mean()) * 255 / 30) for frame in item["lq"])
+        orders.add(levels)
+        assert round(float(item["gt"][0, :, 5:, 5:].mean()) * 255 / 30) == 4
+        marker = [bool((frame[:, 0, 0] == 0).all()) for frame in (*item["lq"], item["gt"][0])]
+        assert len(set(marker)) == 1  # the same crop window for inputs and target
+    assert orders == {(1, 3, 5, 7), (7, 5, 3, 1)}
+    with pytest.raises(ValueError, match="set scale: 1"):
+        build_dataset({**opt, "scale": 4})

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from helpers import REPO_ROOT
 from vsrt.archs import build_network
 from vsrt.data.arbitrary_scale import arbitrary_scale_downsample, as_mod_crop
 from vsrt.inference.cli import main_reds, main_vimeo
@@ -218,3 +219,48 @@ def test_inference_vrt_vimeo_pads_to_eight_frames(tmp_path, capsys):
     gt = cv2.imread(str(gt_root / sequence / "im4.png"))
     assert report["average"]["psnr"] == pytest.approx(calculate_psnr(sr, gt, 0, test_y_channel=True), abs=1e-10)
     assert report["average"]["ssim"] == pytest.approx(calculate_ssim(sr, gt, 0, test_y_channel=True), abs=1e-10)
+
+
+TINY_VRT_VFI = {"type": "VRT", "upscale": 1, "out_chans": 3, "img_size": [4, 32, 32], "window_size": [4, 4, 4],
+                "depths": [1] * 11, "indep_reconsts": [], "embed_dims": [8] * 7 + [12] * 4, "num_heads": [2] * 11,
+                "pa_frames": 0}
+
+
+def write_septuplets(root: Path, sequences: list[str], size: tuple[int, int] = (32, 48)) -> None:
+    for i, seq in enumerate(sequences):
+        (root / seq).mkdir(parents=True)
+        for t, frame in enumerate(make_clip(7, *size, seed=20 + i)):
+            cv2.imwrite(str(root / seq / f"im{t + 1}.png"), frame)
+
+
+def test_frame_interpolation_benchmark_scores_im4_from_odd_frames(tmp_path, capsys):
+    """VRT task 009 on Vimeo-90K-T: GT frames im1, im3, im5, im7 in, im4 scored on RGB, the same
+    numbers from inference_vimeo90k.py and from vsrt.test with the VFI test options."""
+    from vsrt import test as vsrt_test
+
+    net, ckpt, opt = save_tiny(tmp_path, TINY_VRT_VFI)
+    gt_root, sequences = tmp_path / "sequences", ["00001/0001", "00003/0042"]
+    write_septuplets(gt_root, sequences)
+    meta = tmp_path / "sep_testlist.txt"
+    meta.write_text("\n".join(sequences) + "\n")
+    report = main_vimeo(["--opt", str(opt), "--weights", str(ckpt), "--gt-root", str(gt_root), "--meta-file",
+                         str(meta), "--device", "cpu", "--output", str(tmp_path / "results"), "--quiet"])
+    clips = {s: ([gt_root / s / f"im{i}.png" for i in (1, 3, 5, 7)], [gt_root / s / "im4.png"], [0])
+             for s in sequences}
+    expected = expected_scores(net, clips, y=False)
+    check_report(report, expected, tmp_path / "results", capsys.readouterr().out)
+    assert report["protocol"]["channel"] == "RGB" and all(c["frames"] == 1 for c in report["clips"])
+
+    options = yaml.safe_load((REPO_ROOT / "options/test/VRT/test_VRT_vfi_Vimeo90K.yml").read_text())
+    options["network_g"] = TINY_VRT_VFI
+    options["path"].update(pretrain_network_g=str(ckpt), results_root=str(tmp_path / "test_results"))
+    options["datasets"]["test"].update(dataroot_gt=str(gt_root), dataroot_lq=str(gt_root), meta_info_file=str(meta))
+    options["num_gpu"] = 0
+    (tmp_path / "vfi.yml").write_text(yaml.safe_dump(options))
+    metrics = vsrt_test.main(["-opt", str(tmp_path / "vfi.yml")])["Vimeo90K-T"]["average"]
+    assert metrics["psnr"] == pytest.approx(expected["psnr"], abs=1e-6)
+    assert metrics["ssim"] == pytest.approx(expected["ssim"], abs=1e-6)
+
+    with pytest.raises(ValueError, match="interpolates frames"):
+        main_reds(["--opt", str(opt), "--weights", str(ckpt), "--gt-root", str(gt_root), "--lq-root",
+                   str(gt_root), "--device", "cpu", "--quiet"])

@@ -29,6 +29,7 @@ TINY_VRT = {"img_size": [2, 32, 32], "window_size": [2, 4, 4], "depths": [1] * 1
 # restoration (x1) VRTs have 11 stages; the recipes' activation checkpointing lists stay as they are
 TINY_VRT_X1 = {**TINY_VRT, "depths": [1] * 11, "indep_reconsts": [9, 10], "embed_dims": [8] * 7 + [12] * 4,
                "num_heads": [2] * 11}
+TINY_VRT_VFI = {**TINY_VRT_X1, "img_size": [4, 32, 32], "window_size": [4, 4, 4], "indep_reconsts": []}
 TINY_SAVSR = {"num_feat": 16, "w1_num_block": 1, "w2_num_block": 1, "n_resgroups": 1, "n_resblocks": 1}
 
 
@@ -73,6 +74,18 @@ def make_vimeo(root: Path) -> Path:
     return listing
 
 
+def make_vimeo_interpolation(root: Path) -> Path:
+    """GT septuplets as an LMDB for training and as folders (with sep_testlist.txt) for validation."""
+    listing = make_vimeo(root)
+    sequences = root / "datasets" / "vimeo90k" / "vimeo_septuplet" / "sequences"
+    (root / "raw" / "sequences").rename(sequences)
+    (listing.parent / "sep_testlist.txt").write_text("00001/0002\n")
+    assert load_data_script("create_lmdb").main([
+        "--dataset", "Vimeo90K", "--input", str(sequences), "--list", str(listing),
+        "--output", str(root / "datasets" / "vimeo90k" / "vimeo90k_train_GT_all.lmdb")]) == 0
+    return listing
+
+
 def make_gopro(root: Path) -> None:
     """Sharp/blurred clip folders for training (GoPro) and validation (GoPro11)."""
     for split, names in (("train", ["GOPR0372_07_00", "GOPR0374_11_00"]), ("test", ["GOPR0384_11_00"])):
@@ -101,8 +114,10 @@ RECIPES = [
     ("VRT/train_VRT_deblur_GoPro.yml", "gopro", TINY_VRT_X1, 2, "T_0=2"),
     ("VRT/train_VRT_denoise_DAVIS.yml", "davis", TINY_VRT_X1, 2, "T_0=2"),
     ("SAVSR/train_SAVSR_Vimeo90K_asBI.yml", "vimeo", TINY_SAVSR, 7, "periods=[1,1,1,1]"),
+    ("VRT/train_VRT_vfi_Vimeo90K.yml", "vimeo_interpolation", TINY_VRT_VFI, None, "T_0=2"),
 ]
-MAKE_DATA = {"reds": make_reds, "vimeo": make_vimeo, "gopro": make_gopro, "davis": make_davis}
+MAKE_DATA = {"reds": make_reds, "vimeo": make_vimeo, "gopro": make_gopro, "davis": make_davis,
+             "vimeo_interpolation": make_vimeo_interpolation}
 
 
 @pytest.mark.parametrize(("recipe", "data", "network", "num_frame", "period"), RECIPES,
@@ -115,7 +130,8 @@ def test_official_recipe_trains_and_validates(recipe, data, network, num_frame, 
         *_overrides("network_g", network),
         *([f"datasets.train.meta_info_file={meta}"] if meta else []),
         *(["datasets.train.lq_size=8"] if network is TINY_SAVSR else []),
-        f"datasets.train.num_frame={num_frame}", "datasets.train.gt_size=32", "datasets.train.num_worker_per_gpu=0",
+        *([f"datasets.train.num_frame={num_frame}"] if num_frame is not None else []),
+        "datasets.train.gt_size=32", "datasets.train.num_worker_per_gpu=0",
         "datasets.train.batch_size_per_gpu=1", "datasets.train.dataset_enlarge_ratio=1",
         "train.total_iter=2", f"train.scheduler.{period}",
         "val.val_freq=2", "logger.print_freq=1", "logger.save_checkpoint_freq=2", "logger.use_tb_logger=false",

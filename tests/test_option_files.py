@@ -80,8 +80,6 @@ def test_every_released_vrt_task_has_train_and_test_files() -> None:
     covered = {(p.relative_to(REPO_ROOT / "options").parts[0], official_vrt_task(load_yaml(p)))
                for p in VRT_OFFICIAL_FILES}
     for task in OFFICIAL_CONFIGS:
-        if task.startswith("009"):  # frame interpolation: not a vsrt task
-            continue
         assert ("train", task) in covered and ("test", task) in covered, task
 
 
@@ -91,12 +89,20 @@ def test_vrt_files_use_the_released_network_and_official_tiles(path: Path) -> No
     task = official_vrt_task(opt)
     assert vrt_arguments(opt["network_g"]) == vrt_arguments(OFFICIAL_CONFIGS[task]), \
         f"{task}: network_g differs from main_test_vrt.py"
-    tiles = tile_config_from_options(opt["val"]["tile"], opt["network_g"])
-    assert tiles.size_multiple == tuple(OFFICIAL_CONFIGS[task]["window_size"])
+    interpolation = OFFICIAL_CONFIGS[task]["pa_frames"] == 0
+    if interpolation:  # 009 is tested whole (--tile 0 0 0), from the GT frames im1, im3, im5, im7
+        assert "tile" not in opt["val"] and not opt["val"].get("pad_seq")
+        assert opt["scale"] == 1 and all(d.get("temporal_scale") == 2 for d in opt["datasets"].values()
+                                         if d["type"] == "VideoTestVimeo90KDataset")
+    else:
+        tiles = tile_config_from_options(opt["val"]["tile"], opt["network_g"])
+        assert tiles.size_multiple == tuple(OFFICIAL_CONFIGS[task]["window_size"])
     if "train" in path.parts:
         return
     assert opt["path"]["pretrain_network_g"].endswith(f"VRT/{task}.pth")
     assert opt["path"]["strict_load_g"] is True
+    if interpolation:
+        return
     vimeo = any(d["type"] == "VideoTestVimeo90KDataset" for d in opt["datasets"].values())
     tile, overlap = ([8, 0, 0], [0, 20, 20]) if vimeo else OFFICIAL_TEST_TILES[task]
     want = {"temporal_chunk": tile[0], "temporal_overlap": overlap[0] if tile[0] else 0,

@@ -118,6 +118,12 @@ def test_upscale_refuses_to_overwrite_and_reports_bad_input(tmp_path, tiny_basic
             main([str(bad), "-o", str(tmp_path / "x.mp4"), *model_args])
         assert message in capsys.readouterr().err
 
+    vfi = {"type": "VRT", "upscale": 1, "img_size": [4, 16, 16], "window_size": [4, 4, 4], "depths": [1] * 11,
+           "indep_reconsts": [], "embed_dims": [8] * 11, "num_heads": [1] * 11, "pa_frames": 0}
+    with pytest.raises(SystemExit):  # frame interpolation is not upscaling
+        main([str(frames), "-o", str(tmp_path / "vfi.mp4"), *save_tiny(tmp_path, vfi)[1]])
+    assert "frame-interpolation network" in capsys.readouterr().err
+
     with pytest.raises(SystemExit):  # a video suffix vsrt cannot write is refused before any work
         main([str(frames), "-o", str(tmp_path / "out.webm"), *model_args])
     assert "Cannot write" in capsys.readouterr().err and not (tmp_path / "out.webm").exists()

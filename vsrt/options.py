@@ -109,8 +109,8 @@ DATASET_KEYS = {
     # arbitrary-scale (SAVSR) datasets; official key names
     "downsample_mode", "max_scale", "CL_train_set", "only_sy_scale", "scale_h_list", "scale_w_list",
     "use_arbitrary_scale_downsampling", "downsampling_scale",
-    # VRT (KAIR) datasets: random noise levels of non-blind denoising, Vimeo 7 -> 8 frames
-    "sigma_min", "sigma_max", "pad_sequence",
+    # VRT (KAIR) datasets: random noise levels of non-blind denoising, Vimeo 7 -> 8 frames, VFI frame step
+    "sigma_min", "sigma_max", "pad_sequence", "temporal_scale",
 }
 
 # Keys that BasicSR-derived official option files carry but vsrt reads under

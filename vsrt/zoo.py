@@ -20,6 +20,7 @@ vsrt: such files are loaded **without** verification (a warning says so). No has
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import logging
 import os
@@ -81,19 +82,11 @@ def _psrt() -> dict[str, Any]:
             "patch_size": 1, "cpu_cache_length": 100, "is_low_res_input": True}
 
 
-def _vrt_sr(frames: int, window: int, pa_frames: int, deformable_groups: int) -> dict[str, Any]:
-    """``main_test_vrt.py`` configurations 001-004 (video SR x4)."""
-    return {"type": "VRT", "upscale": 4, "img_size": [frames, 64, 64], "window_size": [window, 8, 8],
-            "depths": [8] * 7 + [4] * 6, "indep_reconsts": [11, 12], "embed_dims": [120] * 7 + [180] * 6,
-            "num_heads": [6] * 13, "pa_frames": pa_frames, "deformable_groups": deformable_groups}
+def _vrt(task: str) -> dict[str, Any]:
+    """The released configuration of a VRT task (``main_test_vrt.py``), e.g. ``001_VRT_videosr_bi_REDS_6frames``."""
+    from vsrt.archs.vrt.vrt_arch import OFFICIAL_CONFIGS
 
-
-def _vrt_restore(nonblind_denoising: bool = False) -> dict[str, Any]:
-    """``main_test_vrt.py`` configurations 005-008 (deblurring, denoising; no upscaling)."""
-    return {"type": "VRT", "upscale": 1, "img_size": [6, 192, 192], "window_size": [6, 8, 8],
-            "depths": [8] * 7 + [4] * 4, "indep_reconsts": [9, 10], "embed_dims": [96] * 7 + [120] * 4,
-            "num_heads": [6] * 11, "pa_frames": 2, "deformable_groups": 16,
-            "nonblind_denoising": nonblind_denoising}
+    return {"type": "VRT", **copy.deepcopy(OFFICIAL_CONFIGS[task])}
 
 
 def _tiles(chunk: int, size: int, chunk_overlap: int = 2, size_overlap: int = 20) -> dict[str, Any]:
@@ -133,37 +126,43 @@ _PRESET_LIST = [
                    Score("vid4", 28.07, 0.8485, "Y", source=_PSRT_SRC)),
            notes="Trained on Vimeo-90K (BI). 'PSRT_Vimeo.pth' is vsrt's local name: the official "
                  "script loads a training snapshot; save the released file under this name."),
-    Preset("vrt_x4_reds_6f", _vrt_sr(6, 6, 2, 12), "001_VRT_videosr_bi_REDS_6frames.pth",
+    Preset("vrt_x4_reds_6f", _vrt("001_VRT_videosr_bi_REDS_6frames"), "001_VRT_videosr_bi_REDS_6frames.pth",
            VRT_RELEASE + "001_VRT_videosr_bi_REDS_6frames.pth", None,
            scores=(Score("reds4", 31.60, 0.8888, "RGB", source=_VRT_SRC),),
            tiling={"reds4": _tiles(40, 128)}),
-    Preset("vrt_x4_reds_16f", _vrt_sr(16, 8, 6, 24), "002_VRT_videosr_bi_REDS_16frames.pth",
+    Preset("vrt_x4_reds_16f", _vrt("002_VRT_videosr_bi_REDS_16frames"), "002_VRT_videosr_bi_REDS_16frames.pth",
            VRT_RELEASE + "002_VRT_videosr_bi_REDS_16frames.pth", None,
            scores=(Score("reds4", 32.19, 0.9006, "RGB", source=_VRT_SRC),),
            tiling={"reds4": _tiles(40, 128)},
            notes="pa_frames=6, deformable_groups=24 as main_test_vrt.py (KAIR's json differs)."),
-    Preset("vrt_x4_vimeo_bi", _vrt_sr(8, 8, 4, 16), "003_VRT_videosr_bi_Vimeo_7frames.pth",
+    Preset("vrt_x4_vimeo_bi", _vrt("003_VRT_videosr_bi_Vimeo_7frames"), "003_VRT_videosr_bi_Vimeo_7frames.pth",
            VRT_RELEASE + "003_VRT_videosr_bi_Vimeo_7frames.pth", None,
            scores=(Score("vimeo90k", 38.20, 0.9530, source=_VRT_SRC, **_VIMEO_Y),
                    Score("vid4", 27.93, 0.8425, "Y", source=_VRT_SRC)),
            tiling=dict(_VRT_SR_TILES)),
-    Preset("vrt_x4_vimeo_bd", _vrt_sr(8, 8, 4, 16), "004_VRT_videosr_bd_Vimeo_7frames.pth",
+    Preset("vrt_x4_vimeo_bd", _vrt("004_VRT_videosr_bd_Vimeo_7frames"), "004_VRT_videosr_bd_Vimeo_7frames.pth",
            VRT_RELEASE + "004_VRT_videosr_bd_Vimeo_7frames.pth", None,
            task="video SR x4 (BD)",
            scores=(Score("udm10", 41.05, 0.9737, "Y", source=_VRT_SRC),
                    Score("vimeo90k", 38.72, 0.9584, source=_VRT_SRC, **_VIMEO_Y),
                    Score("vid4", 29.42, 0.8795, "Y", source=_VRT_SRC)),
            tiling=dict(_VRT_SR_TILES)),
-    Preset("vrt_deblur_gopro", _vrt_restore(), "006_VRT_videodeblurring_GoPro.pth",
+    Preset("vrt_deblur_gopro", _vrt("006_VRT_videodeblurring_GoPro"), "006_VRT_videodeblurring_GoPro.pth",
            VRT_RELEASE + "006_VRT_videodeblurring_GoPro.pth", None, task="video deblurring",
            scores=(Score("gopro", 34.81, 0.9724, "RGB", source=_VRT_SRC),),
            tiling={"gopro": _tiles(18, 192), "folder": _tiles(18, 192)}),
-    Preset("vrt_denoise_davis", _vrt_restore(nonblind_denoising=True), "008_VRT_videodenoising_DAVIS.pth",
+    Preset("vrt_denoise_davis", _vrt("008_VRT_videodenoising_DAVIS"), "008_VRT_videodenoising_DAVIS.pth",
            VRT_RELEASE + "008_VRT_videodenoising_DAVIS.pth", None, task="non-blind video denoising",
            scores=tuple(Score("davis", psnr, None, "RGB", setting=f"sigma={sigma}", source=_VRT_SRC)
                         for sigma, psnr in ((10, 40.82), (20, 38.15), (30, 36.52), (40, 35.32), (50, 34.36))),
            tiling={"davis": _tiles(12, 256), "folder": _tiles(12, 256)},
            notes="Input: RGB + a constant noise-level channel sigma/255 (give --noise-sigma)."),
+    Preset("vrt_vfi_vimeo", _vrt("009_VRT_videofi_Vimeo_4frames"),
+           "009_VRT_videofi_Vimeo_4frames.pth", VRT_RELEASE + "009_VRT_videofi_Vimeo_4frames.pth", None,
+           task="video frame interpolation",
+           scores=(Score("vimeo90k", 36.53, 0.977, "RGB", frames="im4 from im1, im3, im5, im7", source=_VRT_SRC),),
+           notes="4 frames in, the frame between the middle two out (no SpyNet); benchmarked by "
+                 "inference_vimeo90k.py on Vimeo-90K-T."),
     Preset("savsr_vimeo", dict(_SAVSR), "savsr_best.pth",
            "https://github.com/Weepingchestnut/SAVSR/releases/download/v0.1.1/savsr_best.pth", None,
            task="arbitrary-scale video SR",

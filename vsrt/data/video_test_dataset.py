@@ -105,7 +105,10 @@ class VideoTestVimeo90KDataset(Dataset):
 
     Options: ``dataroot_gt``, ``dataroot_lq``, ``meta_info_file`` (required;
     ``sep_testlist.txt`` works), ``num_frame`` (7 = all, as recurrent models
-    use; 1, 3, 5 centred), ``scale`` (optional size check), ``io_backend: disk``.
+    use; 1, 3, 5 centred), ``temporal_scale`` (KAIR's name: keep every k-th of
+    those frames; 2 with ``dataroot_lq`` = ``dataroot_gt`` and scale 1 is the
+    frame-interpolation protocol, im1, im3, im5, im7 -> im4), ``scale``
+    (optional size check), ``io_backend: disk``.
     Items: ``lq (t, c, h, w)``, ``gt (c, H, W)``, ``folder`` (``'vimeo90k'``),
     ``idx`` (``'i/N'``), ``border`` (0), ``lq_path`` (the centre LQ frame).
     """
@@ -120,7 +123,10 @@ class VideoTestVimeo90KDataset(Dataset):
         self.scale = opt.get("scale")
         gt_root = Path(require_option(opt, "dataroot_gt", self.name))
         lq_root = Path(require_option(opt, "dataroot_lq", self.name))
-        neighbors = vimeo_neighbors(opt.get("num_frame", 7))
+        temporal_scale = int(opt.get("temporal_scale", 1))
+        if temporal_scale < 1:
+            raise ValueError(f"{self.name}: temporal_scale must be >= 1, got {temporal_scale}")
+        neighbors = vimeo_neighbors(opt.get("num_frame", 7))[::temporal_scale]
         sequences = [row[0] for row in read_meta_info(require_option(opt, "meta_info_file", self.name))]
         for root in (gt_root, lq_root):
             if not root.is_dir():

@@ -91,3 +91,52 @@ class Vimeo90KRecurrentDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+@DATASET_REGISTRY.register()
+class Vimeo90KInterpolationDataset(Dataset):
+    """Frame interpolation on Vimeo-90K septuplets (VRT task 009): ``im1, im3, im5, im7`` -> ``im4``.
+
+    Only the GT septuplets are read (``dataroot_gt``, folders or an LMDB with all seven frames);
+    the four input frames and the target share one random crop (``gt_size``) and flip/rotation.
+    ``random_reverse`` reverses the input order (the target stays the middle frame). The same
+    frames are scored by the test protocol (``VideoTestVimeo90KDataset`` with
+    ``temporal_scale: 2``). Options: ``dataroot_gt``, ``meta_info_file``, ``io_backend``,
+    ``gt_size``, ``use_hflip``, ``use_rot``, ``random_reverse``; ``scale`` must be 1.
+    Items: ``lq (4, c, h, w)``, ``gt (1, c, h, w)``, ``key``.
+    """
+
+    INPUTS = (1, 3, 5, 7)
+    TARGET = 4
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.opt = opt
+        if int(opt.get("scale", 1)) != 1:
+            raise ValueError(f"{name}: frame interpolation keeps the frame size; set scale: 1 (got {opt['scale']})")
+        self.gt_size = int(require_option(opt, "gt_size", name))
+        self.gt_root = Path(require_option(opt, "dataroot_gt", name))
+        self.random_reverse = bool(opt.get("random_reverse", False))
+        self.use_hflip = bool(opt.get("use_hflip", False))
+        self.use_rot = bool(opt.get("use_rot", False))
+        self.keys = [row[0] for row in read_meta_info(require_option(opt, "meta_info_file", name))]
+        self.file_client = build_file_client(opt.get("io_backend"), {"gt": self.gt_root}, name)
+        self.is_lmdb = self.file_client.backend == "lmdb"
+
+    def _read(self, key: str, frame: int) -> Any:
+        path = f"{key}/im{frame}" if self.is_lmdb else self.gt_root / key / f"im{frame}.png"
+        return self.file_client.read_image(path, "gt")
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        key = self.keys[index]
+        inputs = list(self.INPUTS)
+        if self.random_reverse and random.random() < 0.5:
+            inputs.reverse()
+        frames = [self._read(key, frame) for frame in inputs]
+        lq, gt = crop_augment_stack(frames, [self._read(key, self.TARGET)], self.gt_size, 1, self.use_hflip,
+                                    self.use_rot, name=f"{self.gt_root}/{key}")
+        return {"lq": lq, "gt": gt, "key": key}
+
+    def __len__(self) -> int:
+        return len(self.keys)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from vsrt.inference.datasets import (
     Protocol,
     folder_clips,
     vimeo_clips,
+    vimeo_interpolation_clips,
 )
 
 DATASET_DEFAULTS = {
@@ -123,14 +124,20 @@ def published_scores(loaded: Any, dataset: str, scale: Any) -> list[dict[str, An
     return [asdict(s) for s in loaded.preset.scores if s.dataset == dataset and same_scale(s.scale)]
 
 
-def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any, protocol: Protocol) -> dict[str, Any]:
-    """Load, evaluate, print the table and write ``metrics.csv`` / ``metrics.json``; return the JSON dict."""
+def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
+                  protocol: Protocol | Callable[[Any], Protocol]) -> dict[str, Any]:
+    """Load, evaluate, print the table and write ``metrics.csv`` / ``metrics.json``; return the JSON dict.
+
+    ``protocol`` may depend on the network: a function of the :class:`ClipRunner`.
+    """
     import json
 
     from vsrt.inference.evaluate import evaluate, format_table, write_reports
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     loaded, runner = build_runner(args, dataset)
+    if not isinstance(protocol, Protocol):
+        protocol = protocol(runner)
     clips, lq_from_gt = clips_for(runner)
     out_dir = Path(args.output or f"results/{loaded.label}_{dataset}")
     save_dir = out_dir / "images" if args.save_images else None
@@ -199,13 +206,22 @@ def main_reds(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     def clips_for(runner: Any) -> tuple[list[BenchmarkClip], LQFromGT | None]:
+        _refuse_interpolation(runner, "REDS4")
         return folder_clips(args.gt_root, args.lq_root, args.clips), None
 
     return run_benchmark(args, "reds4", clips_for, PROTOCOLS["reds4"])
 
 
+def _refuse_interpolation(runner: Any, dataset: str) -> None:
+    if runner.spec.kind == "interpolation":
+        raise ValueError(f"{runner.spec.arch} (pa_frames=0) interpolates frames; it is benchmarked on "
+                         f"Vimeo-90K-T (inference_vimeo90k.py --dataset vimeo90k), not on {dataset}")
+
+
 def main_vimeo(argv: list[str] | None = None) -> dict[str, Any]:
-    """``inference_vimeo90k.py``: Vimeo-90K-T (centre frame), Vid4 or UDM10 (all frames); Y PSNR/SSIM."""
+    """``inference_vimeo90k.py``: Vimeo-90K-T (centre frame), Vid4 or UDM10 (all frames); Y PSNR/SSIM.
+    A frame-interpolation network (VRT task 009) is scored on Vimeo-90K-T's im4 from the GT frames
+    im1, im3, im5, im7, on RGB."""
     parser = argparse.ArgumentParser(description=main_vimeo.__doc__)
     add_benchmark_arguments(parser)
     parser.add_argument("--dataset", default="vimeo90k", choices=tuple(DATASET_DEFAULTS))
@@ -221,6 +237,10 @@ def main_vimeo(argv: list[str] | None = None) -> dict[str, Any]:
 
     def clips_for(runner: Any) -> tuple[list[BenchmarkClip], LQFromGT | None]:
         lq_root = args.lq_root or defaults["lq_root"]
+        if runner.spec.kind == "interpolation":
+            if args.dataset != "vimeo90k":
+                _refuse_interpolation(runner, args.dataset)
+            return vimeo_interpolation_clips(gt_root, args.meta_file or defaults["meta_file"]), None
         if args.dataset == "vimeo90k":
             if args.lq_from_gt or runner.spec.nonblind_denoising:
                 raise SystemExit("error: Vimeo-90K-T is scored on its LQ septuplets; LQ-from-GT is for folders")
@@ -228,4 +248,8 @@ def main_vimeo(argv: list[str] | None = None) -> dict[str, Any]:
         rule = _lq_rule(args, runner, args.lq_root is not None)
         return folder_clips(gt_root, None if rule is not None else lq_root), rule
 
-    return run_benchmark(args, args.dataset, clips_for, PROTOCOLS[args.dataset])
+    def protocol_for(runner: Any) -> Protocol:
+        interpolating = runner.spec.kind == "interpolation" and args.dataset == "vimeo90k"
+        return PROTOCOLS["vimeo90k_interpolation" if interpolating else args.dataset]
+
+    return run_benchmark(args, args.dataset, clips_for, protocol_for)

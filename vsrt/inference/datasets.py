@@ -1,4 +1,5 @@
-"""Benchmark test sets as lists of clips: REDS4, Vimeo-90K-T, and GT/LQ folder pairs (Vid4, UDM10, ...).
+"""Benchmark test sets as lists of clips: REDS4, Vimeo-90K-T (SR and frame interpolation), and GT/LQ
+folder pairs (Vid4, UDM10, ...).
 
 A :class:`BenchmarkClip` names the LQ frames fed to the network, the GT frames that are scored and
 which output frames they belong to, so one evaluation loop serves every protocol
@@ -38,6 +39,8 @@ class Protocol:
 PROTOCOLS = {
     "reds4": Protocol("reds4", test_y_channel=False),
     "vimeo90k": Protocol("vimeo90k", test_y_channel=True, centre_frame_only=True),
+    # frame interpolation (VRT task 009): the one new frame, RGB, as the VRT paper reports it
+    "vimeo90k_interpolation": Protocol("vimeo90k", test_y_channel=False),
     "vid4": Protocol("vid4", test_y_channel=True),
     "udm10": Protocol("udm10", test_y_channel=True),
 }
@@ -93,6 +96,20 @@ def vimeo_clips(gt_root: str | Path, lq_root: str | Path, meta_file: str | Path)
         sequence = row[0]
         lq = [lq_root / sequence / f"im{i}.png" for i in range(1, 8)]
         clips.append(BenchmarkClip(sequence, [gt_root / sequence / "im4.png"], lq, [3],
+                                   [sequence.replace("/", "_")]))
+    return clips
+
+
+def vimeo_interpolation_clips(gt_root: str | Path, meta_file: str | Path) -> list[BenchmarkClip]:
+    """Vimeo-90K-T for frame interpolation: GT frames ``im1, im3, im5, im7`` in, ``im4`` scored."""
+    gt_root = Path(gt_root)
+    if not gt_root.is_dir():
+        raise FileNotFoundError(f"Vimeo-90K-T folder not found: {gt_root}")
+    clips = []
+    for row in read_meta_info(meta_file):
+        sequence = row[0]
+        inputs = [gt_root / sequence / f"im{i}.png" for i in (1, 3, 5, 7)]
+        clips.append(BenchmarkClip(sequence, [gt_root / sequence / "im4.png"], inputs, [0],
                                    [sequence.replace("/", "_")]))
     return clips
 

@@ -93,10 +93,14 @@ class ClipRunner:
 
     def __call__(self, lq: torch.Tensor, frames: Sequence[int] | None = None) -> torch.Tensor:
         """Outputs of ``frames`` (default: all) of the clip ``lq`` ``(t, c, h, w)``."""
-        frames = list(range(lq.shape[0])) if frames is None else list(frames)
+        if frames is None:
+            frames = [0] if self.spec.kind == "interpolation" else list(range(lq.shape[0]))
+        frames = list(frames)
         scale = self.scale_for(lq.shape[-2], lq.shape[-1])
         if self.spec.kind == "sliding":
             out = torch.cat([self._sliding_frame(lq, i, scale) for i in frames], dim=0)
+        elif self.spec.kind == "interpolation":
+            out = self._interpolate(lq, frames)
         else:
             if lq.shape[0] < self.spec.min_frames:
                 raise ValueError(f"{self.spec.arch} needs at least {self.spec.min_frames} frames, "
@@ -110,6 +114,17 @@ class ClipRunner:
                              f"{size_tag(lq.shape[-2:])} input at scale {scale}, not the target size "
                              f"{size_tag(self.target_size)}")
         return out
+
+    def _interpolate(self, lq: torch.Tensor, frames: Sequence[int]) -> torch.Tensor:
+        """The one new frame ``(1, c, h, w)`` between the middle two of ``num_frame`` input frames."""
+        if lq.shape[0] != self.spec.num_frame:
+            raise ValueError(f"{self.spec.arch} interpolates between the middle two of exactly "
+                             f"{self.spec.num_frame} frames; got {lq.shape[0]}")
+        if list(frames) != [0]:
+            raise ValueError(f"a frame-interpolation network has one output frame (index 0), not {list(frames)}")
+        spatial = TileConfig(tile=self.tiles.tile, tile_overlap=self.tiles.tile_overlap,
+                             size_multiple=self.tiles.size_multiple)
+        return tiled_forward(self.model_fn, lq.unsqueeze(0), 1, spatial)[0]
 
     def _sliding_frame(self, lq: torch.Tensor, index: int, scale: Scale) -> torch.Tensor:
         """The output of frame ``index`` from its reflected window ``(1, c, H, W)``."""

@@ -9,6 +9,8 @@ Three frame protocols cover the registered families:
   padded to 8 frames by repeating the last one.
 * ``sliding`` (SAVSR): ``num_frame`` frames in, the centre frame out; every output frame gets its
   own window, reflected at the clip ends (BasicSR ``generate_frame_indices(..., 'reflection')``).
+* ``interpolation`` (VRT with ``pa_frames=0``, task 009): exactly ``num_frame`` (4) frames in, the
+  frame between the two middle ones out (Vimeo-90K-T: im1, im3, im5, im7 -> im4).
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ class ModelSpec:
     """Inference facts about one network configuration."""
 
     arch: str
-    kind: str  # 'recurrent' | 'window' | 'sliding'
+    kind: str  # 'recurrent' | 'window' | 'sliding' | 'interpolation'
     scale: int  # native integer scale (1 for restoration); ignored when arbitrary_scale
     size_multiple: tuple[int, int, int] = (1, 1, 1)  # (t, h, w) an axis processed whole is padded to
-    num_frame: int = 0  # input frames of a sliding-window network
+    num_frame: int = 0  # input frames of a sliding-window or interpolation network
     arbitrary_scale: bool = False
     nonblind_denoising: bool = False
     vimeo_num_frames: int = 7  # frames of a Vimeo-90K-T septuplet after the official padding
@@ -49,6 +51,9 @@ def describe_network(network_g: dict[str, Any], net: nn.Module | None = None) ->
     arch = network_g["type"]
     if arch == "VRT":
         frames, height, width = (int(v) for v in network_g.get("window_size", (6, 8, 8)))
+        if int(network_g.get("pa_frames", 2)) == 0:  # the frame-interpolation head
+            return ModelSpec(arch, "interpolation", 1, size_multiple=(frames, height, width),
+                             num_frame=int(network_g.get("img_size", (6, 64, 64))[0]))
         return ModelSpec(arch, "window", int(network_g.get("upscale", 4)), size_multiple=(frames, height, width),
                          nonblind_denoising=bool(network_g.get("nonblind_denoising", False)),
                          vimeo_num_frames=8)

@@ -172,6 +172,9 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         loaded = load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
                             allow_download=not args.no_download)
         spec = loaded.spec
+        if spec.kind == "interpolation":
+            raise ValueError(f"{loaded.label} is a frame-interpolation network (new frames, same size); "
+                             "vsrt upscale runs super-resolution and restoration networks")
         scale = resolve_scale(loaded.net, spec, args.scale)
         tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
                            size_multiple=spec.size_multiple)
