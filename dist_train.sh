@@ -8,7 +8,7 @@ if [ $# -lt 2 ]; then
   exit 2
 fi
 NPROC=$1
-CONFIG=$2
+CONFIG="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"  # absolute: the run starts in the repository root
 shift 2
 cd "$(dirname "$0")"
 exec torchrun --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO_ROOT, tiny_train_options, write_options
+from helpers import REPO_ROOT, make_clips, tiny_train_options, write_options
 from vsrt import train
+from vsrt.archs import build_network
 from vsrt.models import build_model
 from vsrt.options import load_options
 
@@ -166,3 +168,29 @@ def test_prefetch_mode_cpu_with_a_worker_trains(tmp_path):
                                           "datasets.train.num_worker_per_gpu": 1})
     root = Path(train.main(["-opt", str(write_options(tmp_path / "o.yml", opt))]))
     assert (root / "models" / "net_g_latest.pth").exists()
+
+
+def test_dist_test_sh_splits_clips_and_gathers_the_same_scores(tmp_path):
+    """bash dist_test.sh 2: each rank scores half of the clips; rank 0 reports what one process reports."""
+    from vsrt import test as vsrt_test
+
+    make_clips(tmp_path / "clips", ["a", "b", "c"], num_frames=3, size=32, seed=4)
+    torch.manual_seed(0)
+    network_g = {"type": "BasicVSR", "num_feat": 8, "num_block": 1, "spynet_path": None}
+    torch.save({"params": build_network(network_g).state_dict()}, tmp_path / "net.pth")
+    opt = {"name": "tiny_test", "model_type": "VideoRecurrentModel", "scale": 4, "num_gpu": 0,
+           "datasets": {"test": {"name": "clips", "type": "VideoFolderDataset", "dataroot_gt": str(tmp_path / "clips"),
+                                 "test_mode": True}},
+           "network_g": network_g,
+           "path": {"pretrain_network_g": str(tmp_path / "net.pth"), "results_root": str(tmp_path / "one")},
+           "val": {"metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 0, "test_y_channel": False}}}}
+    single = vsrt_test.main(["-opt", str(write_options(tmp_path / "one.yml", opt))])["clips"]
+    opt["path"]["results_root"] = str(tmp_path / "two")
+    config = write_options(tmp_path / "two.yml", opt)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1",
+           "MASTER_PORT": str(30500 + os.getpid() % 1000)}
+    result = subprocess.run(["bash", str(REPO_ROOT / "dist_test.sh"), "2", str(config)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "two" / "tiny_test" / "metrics.json").read_text())["clips"]
+    assert report == single and len(report["clips"]) == 3
