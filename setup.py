@@ -18,7 +18,7 @@ setup(
         "torch>=2.1", "torchvision>=0.16", "numpy", "opencv-python-headless", "pyyaml", "einops",
         "scipy", "lmdb", "tqdm",
     ],
-    extras_require={"video": ["av"], "tb": ["tensorboard"], "test": ["pytest"]},
+    extras_require={"video": ["av>=14"], "tb": ["tensorboard"], "test": ["pytest"]},
     entry_points={"console_scripts": ["vsrt=vsrt.__main__:main"]},
     license="Apache-2.0",
 )

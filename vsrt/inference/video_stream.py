@@ -95,7 +95,7 @@ class VideoFileSource:
 def to_bgr(frame: Any) -> np.ndarray:
     """A decoded frame as uint8 BGR, with the YUV matrix its tags name; untagged frames get the one
     players assume (BT.709 from 720p up, BT.601 below), so the colours are the ones the user saw."""
-    if frame.colorspace == UNSPECIFIED and (frame.height >= 720 or frame.width >= 1280):
+    if getattr(frame, "colorspace", UNSPECIFIED) == UNSPECIFIED and (frame.height >= 720 or frame.width >= 1280):
         return frame.reformat(format="bgr24", src_colorspace="ITU709").to_ndarray()
     return frame.to_ndarray(format="bgr24")
 
