@@ -118,12 +118,6 @@ def test_upscale_refuses_to_overwrite_and_reports_bad_input(tmp_path, tiny_basic
             main([str(bad), "-o", str(tmp_path / "x.mp4"), *model_args])
         assert message in capsys.readouterr().err
 
-    vfi = {"type": "VRT", "upscale": 1, "img_size": [4, 16, 16], "window_size": [4, 4, 4], "depths": [1] * 11,
-           "indep_reconsts": [], "embed_dims": [8] * 11, "num_heads": [1] * 11, "pa_frames": 0}
-    with pytest.raises(SystemExit):  # frame interpolation is not upscaling
-        main([str(frames), "-o", str(tmp_path / "vfi.mp4"), *save_tiny(tmp_path, vfi)[1]])
-    assert "frame-interpolation network" in capsys.readouterr().err
-
     with pytest.raises(SystemExit):  # a video suffix vsrt cannot write is refused before any work
         main([str(frames), "-o", str(tmp_path / "out.webm"), *model_args])
     assert "Cannot write" in capsys.readouterr().err and not (tmp_path / "out.webm").exists()
@@ -212,6 +206,40 @@ def test_untagged_hd_input_is_read_with_the_hd_matrix(tmp_path):
     decoded, _ = next(source.frames())
     source.close()
     assert np.abs(decoded.astype(int) - frame).max() <= 4
+
+
+TINY_VFI = {"type": "VRT", "upscale": 1, "img_size": [4, 16, 16], "window_size": [4, 4, 4], "depths": [1] * 11,
+            "indep_reconsts": [], "embed_dims": [8] * 11, "num_heads": [1] * 11, "pa_frames": 0}
+
+
+def test_interpolation_network_doubles_the_frame_rate(tmp_path, capsys):
+    """Input frames unchanged, one network frame halfway between each pair (edges repeated),
+    2n - 1 frames at twice the rate, audio kept."""
+    from vsrt.inference.upscale import main
+
+    net, model_args = save_tiny(tmp_path, TINY_VFI)
+    folder = write_clip_folders(tmp_path / "frames", ["clip"], num_frames=5, height=16, width=24, seed=2) / "clip"
+    main([str(folder), "-o", str(tmp_path / "doubled"), *model_args])
+    inputs = [cv2.imread(str(p)) for p in sorted(folder.glob("*.png"))]
+    outputs = [cv2.imread(str(p)) for p in sorted((tmp_path / "doubled").glob("*.png"))]
+    assert len(outputs) == 2 * len(inputs) - 1
+    for k, frame in enumerate(inputs):
+        np.testing.assert_array_equal(outputs[2 * k], frame)
+    lq = torch.stack([torch.from_numpy(f[..., ::-1].copy()).permute(2, 0, 1).float() / 255 for f in inputs])
+    for k in range(len(inputs) - 1):
+        window = lq[[max(k - 1, 0), k, k + 1, min(k + 2, len(inputs) - 1)]]
+        with torch.no_grad():
+            expected = tensor2img(net(window.unsqueeze(0))[0, 0])
+        np.testing.assert_array_equal(outputs[2 * k + 1], expected)
+
+    source = make_video(tmp_path / "in.mp4", num_frames=6)
+    main([str(source), "-o", str(tmp_path / "doubled.mp4"), *model_args])
+    got = probe(tmp_path / "doubled.mp4")
+    assert got["frames"] == 11 and got["size"] == (24, 32) and got["audio"] == ["aac"]
+    assert got["rate"] == 2 * Fraction(30000, 1001)
+    with pytest.raises(SystemExit):
+        main([str(source), "-o", str(tmp_path / "x.mkv"), *model_args, "--scale", "2"])
+    assert "interpolates frames at their own size" in capsys.readouterr().err
 
 
 def test_upscale_failure_leaves_no_partial_output(tmp_path, tiny_basicvsr, monkeypatch):

@@ -13,6 +13,9 @@ which makes the result identical to processing the whole video at once.
 
 Video output keeps the input's frame timestamps (so its frame rate) and copies its first audio
 stream; it is written to a temporary file in the output folder and renamed at the end.
+
+A frame-interpolation network (``vrt_vfi_vimeo``) doubles the frame rate instead: the input frames
+are kept and a new frame is inserted halfway between each pair (:mod:`vsrt.inference.interpolate`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class UpscaleStats:
     seconds: float = 0.0
 
 
-def _to_tensor(frame: np.ndarray) -> torch.Tensor:
+def to_tensor(frame: np.ndarray) -> torch.Tensor:
     """uint8 BGR ``(h, w, 3)`` -> float32 RGB ``(3, h, w)`` in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(frame[..., ::-1])).permute(2, 0, 1).float().div_(255.0)
 
@@ -82,7 +85,7 @@ def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Calla
         window_start = max(0, next_out - context)
         window = [buffer[i - buffer_start][0] for i in range(window_start, min(wanted_end, available_end))]
         stats.max_window_frames = max(stats.max_window_frames, len(window))
-        lq = torch.stack([_to_tensor(f) for f in window])  # (t, 3, h, w)
+        lq = torch.stack([to_tensor(f) for f in window])  # (t, 3, h, w)
         outputs = runner(lq, frames=range(next_out - window_start, out_end - window_start))
         del lq
         for k, index in enumerate(range(next_out, out_end)):
@@ -98,13 +101,13 @@ def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Calla
     return stats
 
 
-def _open_sink(args: argparse.Namespace, output: Path, source: Any) -> Any:
+def _open_sink(args: argparse.Namespace, output: Path, source: Any, rate_factor: int = 1) -> Any:
     from vsrt.inference.video_stream import FolderSink, VideoSink, pick_codec
 
     if _writes_video(output):
         audio = None if args.no_audio else source.audio
-        return VideoSink(output, source.fps, pick_codec(args.codec), args.crf, _parse_bitrate(args.bitrate), audio,
-                         source)
+        return VideoSink(output, source.fps * rate_factor, pick_codec(args.codec), args.crf,
+                         _parse_bitrate(args.bitrate), audio, source)
     if source.audio is not None and not args.no_audio:
         logger.warning("Output %s is a folder of frames: the audio stream is dropped.", output)
     return FolderSink(output, source)
@@ -173,8 +176,7 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
                             allow_download=not args.no_download)
         spec = loaded.spec
         if spec.kind == "interpolation":
-            raise ValueError(f"{loaded.label} is a frame-interpolation network (new frames, same size); "
-                             "vsrt upscale runs super-resolution and restoration networks")
+            return _double_frame_rate(args, loaded, device, source, output)
         scale = resolve_scale(loaded.net, spec, args.scale)
         tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
                            size_multiple=spec.size_multiple)
@@ -200,6 +202,36 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         source.close()
     logger.info("%d frames in %.1f s (%.2f frames/s) -> %s", stats.frames_out, stats.seconds,
                 stats.frames_out / max(stats.seconds, 1e-9), output)
+    return stats
+
+
+def _double_frame_rate(args: argparse.Namespace, loaded: Any, device: torch.device, source: Any,
+                       output: Path) -> UpscaleStats:
+    """A frame-interpolation network: the same frames plus one between each pair, at twice the rate."""
+    from tqdm import tqdm
+
+    from vsrt.archs.tiling import TileConfig
+    from vsrt.inference.cli import _pair
+    from vsrt.inference.interpolate import interpolate_stream
+    from vsrt.inference.runner import ClipRunner
+
+    if args.scale is not None or args.target_size is not None:
+        raise ValueError(f"{loaded.label} interpolates frames at their own size; drop --scale / --target-size")
+    tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
+                       size_multiple=loaded.spec.size_multiple)
+    runner = ClipRunner(loaded.net, loaded.spec, device, args.precision, tiles, scale=1)
+    logger.info("%s is a frame-interpolation network: %s -> %s frames/s", loaded.label,
+                float(source.fps), float(source.fps * 2))
+    sink = _open_sink(args, output, source, rate_factor=2)
+    try:
+        with tqdm(total=source.total, unit="frame", disable=args.quiet, desc=Path(args.input).name) as bar:
+            frames = source.frames(on_audio=sink.mux_audio if sink.wants_audio else None)
+            stats = interpolate_stream(frames, runner, sink.write, bar)
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    logger.info("%d frames in %.1f s -> %d frames in %s", stats.frames_in, stats.seconds, stats.frames_out, output)
     return stats
 
 
