@@ -219,7 +219,8 @@ def test_interpolation_network_doubles_the_frame_rate(tmp_path, capsys):
 
     net, model_args = save_tiny(tmp_path, TINY_VFI)
     folder = write_clip_folders(tmp_path / "frames", ["clip"], num_frames=5, height=16, width=24, seed=2) / "clip"
-    main([str(folder), "-o", str(tmp_path / "doubled"), *model_args])
+    stats = main([str(folder), "-o", str(tmp_path / "doubled"), *model_args])
+    assert stats.max_buffered_frames <= 4  # streaming: the four frames around one gap
     inputs = [cv2.imread(str(p)) for p in sorted(folder.glob("*.png"))]
     outputs = [cv2.imread(str(p)) for p in sorted((tmp_path / "doubled").glob("*.png"))]
     assert len(outputs) == 2 * len(inputs) - 1
