@@ -1,16 +1,4 @@
 #!/usr/bin/env bash
-# Distributed testing with torchrun: bash dist_test.sh NPROC CONFIG [vsrt.test args...]
+# Distributed testing with torchrun: bash dist_test.sh NPROC CONFIG [--force_yml k=v ...]
 # Clips are split over the processes; rank 0 gathers the scores and writes results/<name>/metrics.json.
-# NCCL on CUDA machines, gloo on CPU (vsrt.utils.dist.init_dist picks it).
-set -euo pipefail
-if [ $# -lt 2 ]; then
-  echo "usage: bash dist_test.sh NPROC CONFIG [--force_yml k=v ...]" >&2
-  exit 2
-fi
-NPROC=$1
-CONFIG="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"  # absolute: the run starts in the repository root
-shift 2
-cd "$(dirname "$0")"
-exec torchrun --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-  --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-4322}" \
-  --nproc_per_node="$NPROC" -m vsrt.test -opt "$CONFIG" --launcher pytorch "$@"
+exec bash "$(dirname "$0")/scripts/torchrun_launch.sh" vsrt.test "$@"

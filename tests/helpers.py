@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import os
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -97,3 +100,19 @@ def decode_core_fixture(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(decode_core_fixture(value) for value in obj)
     return obj.clone() if isinstance(obj, torch.Tensor) else obj
+
+
+
+_PORTS = itertools.count()
+
+
+def run_launcher(script: str, *args: str) -> None:
+    """``bash <repo>/<script> 2 ARGS...`` (dist_train.sh / dist_test.sh) on 2 CPU processes; fails with its output.
+
+    Every call gets its own master port, so launcher tests can run side by side.
+    """
+    port = 29500 + (os.getpid() * 7 + next(_PORTS)) % 5000
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "MASTER_PORT": str(port)}
+    result = subprocess.run(["bash", str(REPO_ROOT / script), "2", *args], env=env, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

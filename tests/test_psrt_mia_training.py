@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import REPO_ROOT, make_clips, write_options
+from helpers import REPO_ROOT, make_clips, run_launcher, write_options
 from vsrt import train
 from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.losses import build_loss
@@ -281,12 +280,8 @@ def test_sparsity_loss_only_when_the_network_returns_masks(network_opt, tmp_path
 
 @pytest.mark.parametrize("arch", ["PSRT", "MIAVSR"])
 def test_dist_train_sh_two_cpu_processes(arch, clips, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1",
-           "MASTER_PORT": str(29500 + (os.getpid() + len(arch)) % 1000)}
-    command = ["bash", str(REPO_ROOT / "dist_train.sh"), "2", str(TINY[arch]), "--force_yml",
-               *data_overrides(clips, tmp_path), "train.total_iter=4", "val.val_freq=~"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_launcher("dist_train.sh", str(TINY[arch]), "--force_yml", *data_overrides(clips, tmp_path),
+                 "train.total_iter=4", "val.val_freq=~")
     root = tmp_path / f"{arch}_tiny_cpu"
     assert (root / "models" / "net_g_latest.pth").is_file()
     log = next(root.glob("train_*.log")).read_text()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO_ROOT, make_clips, tiny_train_options, write_options
+from helpers import REPO_ROOT, make_clips, run_launcher, tiny_train_options, write_options
 from vsrt import train
 from vsrt.archs import build_network
 from vsrt.models import build_model
@@ -134,12 +134,7 @@ def test_bad_network_key_fails_before_reading_data(tmp_path):
 
 def test_dist_train_sh_two_cpu_processes(tmp_path):
     opt = tiny_train_options(tmp_path, **{"train.total_iter": 4, "train.fix_flow": 0})
-    opt_path = write_options(tmp_path / "tiny.yml", opt)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1",
-           "MASTER_PORT": str(29500 + os.getpid() % 1000)}
-    result = subprocess.run(["bash", str(REPO_ROOT / "dist_train.sh"), "2", str(opt_path)], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_launcher("dist_train.sh", str(write_options(tmp_path / "tiny.yml", opt)))
     root = tmp_path / "experiments" / "tiny"
     assert (root / "models" / "net_g_latest.pth").exists()
     log = next(root.glob("train_tiny_*.log")).read_text()
@@ -186,11 +181,6 @@ def test_dist_test_sh_splits_clips_and_gathers_the_same_scores(tmp_path):
            "val": {"metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 0, "test_y_channel": False}}}}
     single = vsrt_test.main(["-opt", str(write_options(tmp_path / "one.yml", opt))])["clips"]
     opt["path"]["results_root"] = str(tmp_path / "two")
-    config = write_options(tmp_path / "two.yml", opt)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1",
-           "MASTER_PORT": str(30500 + os.getpid() % 1000)}
-    result = subprocess.run(["bash", str(REPO_ROOT / "dist_test.sh"), "2", str(config)], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_launcher("dist_test.sh", str(write_options(tmp_path / "two.yml", opt)))
     report = json.loads((tmp_path / "two" / "tiny_test" / "metrics.json").read_text())["clips"]
     assert report == single and len(report["clips"]) == 3
