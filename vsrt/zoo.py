@@ -160,7 +160,7 @@ _PRESET_LIST = [
     Preset("vrt_vfi_vimeo", _vrt("009_VRT_videofi_Vimeo_4frames"),
            "009_VRT_videofi_Vimeo_4frames.pth", VRT_RELEASE + "009_VRT_videofi_Vimeo_4frames.pth", None,
            task="video frame interpolation",
-           scores=(Score("vimeo90k", 36.53, 0.977, "RGB", frames="im4 from im1, im3, im5, im7", source=_VRT_SRC),),
+           scores=(Score("vimeo90k", 36.53, 0.977, "RGB", frames="interpolated im4", source=_VRT_SRC),),
            notes="4 frames in, the frame between the middle two out (no SpyNet); benchmarked by "
                  "inference_vimeo90k.py on Vimeo-90K-T."),
     Preset("savsr_vimeo", dict(_SAVSR), "savsr_best.pth",
