@@ -143,6 +143,23 @@ def test_other_containers_in_and_odd_sizes_out(tmp_path, vsrt_log):
     assert "cropped to 32x44" in vsrt_log.text
 
 
+def test_audio_the_output_container_cannot_hold_is_reencoded(tmp_path, tiny_basicvsr, vsrt_log):
+    """FLAC audio cannot be copied into .mov: it becomes AAC of the same length instead of failing."""
+    from vsrt.inference.upscale import main
+
+    source = make_video(tmp_path / "in.mkv", num_frames=4, audio_codec="flac")
+    main([str(source), "-o", str(tmp_path / "up.mov"), *tiny_basicvsr[1]])
+    assert probe(tmp_path / "up.mov")["audio"] == ["aac"] and "re-encoded as AAC" in vsrt_log.text
+
+    def samples(path: Path) -> int:
+        with av.open(str(path)) as container:
+            return sum(frame.samples for frame in container.decode(audio=0))
+
+    assert abs(samples(tmp_path / "up.mov") - samples(source)) <= 1024  # at most one AAC frame of padding
+    main([str(source), "-o", str(tmp_path / "up.mkv"), *tiny_basicvsr[1]])
+    assert probe(tmp_path / "up.mkv")["audio"] == ["flac"]  # copied where the container takes it
+
+
 def test_rotated_phone_video_keeps_its_orientation(tmp_path, tiny_basicvsr):
     """A display rotation (portrait phone video) is stored in a video output, and applied to PNG frames."""
     from vsrt.inference.upscale import main

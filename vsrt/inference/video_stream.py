@@ -177,6 +177,7 @@ class VideoSink:
         self.container: Any = None
         self.pending_audio: list[Any] = []  # audio packets that arrive before the first output frame
         self.cropped = False
+        self.transcode_audio = False
 
     def _open(self, height: int, width: int) -> None:
         import av
@@ -205,8 +206,21 @@ class VideoSink:
                 logger.warning("This PyAV cannot store the input's %d degree display rotation; the output "
                                "shows the frames as stored", rotation)
         self.video = stream
-        self.audio = self.container.add_stream_from_template(self.audio_template) \
-            if self.audio_template is not None else None
+        self.audio = self._add_audio_stream()
+
+    def _add_audio_stream(self) -> Any:
+        """A copy of the input's audio stream, or an AAC re-encoding where the container cannot hold it."""
+        if self.audio_template is None:
+            return None
+        if _container_takes(_format_for(self.path), self.audio_template):
+            return self.container.add_stream_from_template(self.audio_template)
+        codec = self.audio_template.codec_context
+        logger.warning("%s cannot hold %s audio: it is re-encoded as AAC (or write .mkv to copy it)",
+                       self.path.suffix, codec.name)
+        stream = self.container.add_stream("aac", rate=codec.sample_rate)
+        stream.layout = codec.layout
+        self.transcode_audio = True
+        return stream
 
     def write(self, frame: np.ndarray, timestamp: Timestamp) -> None:
         import av
@@ -233,6 +247,10 @@ class VideoSink:
         if self.container is None:
             self.pending_audio.append(packet)
             return
+        if self.transcode_audio:
+            for frame in packet.decode():  # decoded by the input stream's decoder
+                self.container.mux(self.audio.encode(frame))
+            return
         packet.stream = self.audio
         self.container.mux(packet)
 
@@ -241,6 +259,8 @@ class VideoSink:
             raise InputError("No frames were produced")
         for packet in self.video.encode():  # flush the encoder
             self.container.mux(packet)
+        if self.transcode_audio:
+            self.container.mux(self.audio.encode(None))
         self.container.close()
         _publish(self.tmp_path, self.path)
 
@@ -257,6 +277,24 @@ def _publish(tmp: Path, path: Path) -> None:
     os.umask(umask)
     tmp.chmod((0o777 if tmp.is_dir() else 0o666) & ~umask)
     os.replace(tmp, path)
+
+
+def _container_takes(format_name: str, stream: Any) -> bool:
+    """Whether a ``format_name`` file can hold a copy of ``stream`` (tried on an in-memory header)."""
+    import io
+
+    import av
+
+    probe = av.open(io.BytesIO(), "w", format=format_name)
+    try:
+        probe.add_stream_from_template(stream)
+        probe.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            probe.close()
 
 
 def _format_for(path: Path) -> str:
