@@ -192,6 +192,18 @@ def test_bad_scale_for_fixed_scale_model(tmp_path, tiny_basicvsr):
                    "--lq-root", str(tmp_path), "--device", "cpu", "--quiet"])
 
 
+def test_bad_device_is_a_one_line_error(tmp_path, tiny_basicvsr, capsys, monkeypatch):
+    from vsrt.inference.cli import run_script
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _, ckpt, opt = tiny_basicvsr
+    for device, message in (("cuda", "CUDA is not available"), ("tpu:0", "expected cpu, cuda")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_script(main_reds, ["--opt", str(opt), "--weights", str(ckpt), "--device", device,
+                                   "--gt-root", str(tmp_path), "--lq-root", str(tmp_path), "--quiet"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_inference_vrt_vimeo_pads_to_eight_frames(tmp_path, capsys):
     """VRT on Vimeo-90K-T: 7 LQ frames + a repeated last frame, the official ``test_video`` with
     ``--tile 8 0 0 --tile_overlap 0 20 20``, output 3 scored on Y."""
