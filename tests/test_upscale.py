@@ -289,15 +289,17 @@ def test_folder_to_folder_matches_whole_clip(tmp_path, tiny_basicvsr):
 
     net, model_args = tiny_basicvsr
     frames = write_clip_folders(tmp_path / "frames", ["clip"], num_frames=5, height=16, width=24) / "clip"
-    main([str(frames), "-o", str(tmp_path / "pngs"), *model_args, "--chunk", "2", "--chunk-overlap", "5"])
-    written = sorted((tmp_path / "pngs").glob("*.png"))
     lq = torch.stack([torch.from_numpy(cv2.imread(str(p))[..., ::-1].copy()).permute(2, 0, 1).float() / 255
                       for p in sorted(frames.glob("*.png"))])
     with torch.no_grad():
         whole = net(lq.unsqueeze(0))[0]
-    assert len(written) == 5
-    for k, path in enumerate(written):
-        np.testing.assert_array_equal(cv2.imread(str(path)), tensor2img(whole[k]))
+    for name, chunking in (("pngs", ["--chunk", "2", "--chunk-overlap", "5"]), ("whole", ["--chunk", "0"])):
+        stats = main([str(frames), "-o", str(tmp_path / name), *model_args, *chunking])
+        written = sorted((tmp_path / name).glob("*.png"))
+        assert len(written) == 5
+        for k, path in enumerate(written):
+            np.testing.assert_array_equal(cv2.imread(str(path)), tensor2img(whole[k]))
+    assert stats.max_window_frames == 5  # --chunk 0: one call on the whole clip
 
 
 def test_sliding_window_chunks_equal_whole_video(tmp_path):

@@ -192,8 +192,7 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         try:
             with tqdm(total=source.total, unit="frame", disable=args.quiet, desc=input_path.name) as bar:
                 frames = source.frames(on_audio=sink.mux_audio if sink.wants_audio else None)
-                stats = upscale_stream(frames, runner, 16 if args.chunk is None else args.chunk, context,
-                                       sink.write, bar)
+                stats = upscale_stream(frames, runner, _chunk_length(args.chunk), context, sink.write, bar)
             sink.close()
         except BaseException:
             sink.abort()
@@ -203,6 +202,17 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
     logger.info("%d frames in %.1f s (%.2f frames/s) -> %s", stats.frames_out, stats.seconds,
                 stats.frames_out / max(stats.seconds, 1e-9), output)
     return stats
+
+
+def _chunk_length(chunk: int | None) -> int:
+    """``--chunk``: 16 by default; 0 means the whole video in one call (memory then grows with its length)."""
+    if chunk is None:
+        return 16
+    if chunk == 0:
+        logger.warning("--chunk 0: the whole video goes through the network at once; memory grows with its "
+                       "length (the official protocol of recurrent models, for short clips)")
+        return sys.maxsize
+    return chunk
 
 
 def _double_frame_rate(args: argparse.Namespace, loaded: Any, device: torch.device, source: Any,
@@ -251,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-audio", action="store_true", help="do not copy the audio stream")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.epilog = ("Here --chunk is the number of output frames per network call (>= 1, default 16) and "
-                     "--chunk-overlap the context frames on each side whose outputs are discarded (default 4).")
+    parser.epilog = ("Here --chunk is the number of output frames per network call (default 16; 0 = the whole "
+                     "video at once, memory growing with its length) and --chunk-overlap the context frames on "
+                     "each side whose outputs are discarded (default 4).")
     return parser
 
 
