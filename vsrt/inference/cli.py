@@ -22,7 +22,7 @@ from vsrt.inference.datasets import (
 DATASET_DEFAULTS = {
     "vimeo90k": {"gt_root": "datasets/vimeo90k/vimeo_septuplet/sequences",
                  "lq_root": "datasets/vimeo90k/vimeo_septuplet_matlabLRx4/sequences",
-                 "meta_file": "datasets/vimeo90k/sep_testlist.txt"},
+                 "meta_file": "datasets/vimeo90k/vimeo_septuplet/sep_testlist.txt"},
     "vid4": {"gt_root": "datasets/Vid4/GT", "lq_root": "datasets/Vid4/BIx4"},
     "udm10": {"gt_root": "datasets/UDM10/GT", "lq_root": "datasets/UDM10/BDx4"},
 }
