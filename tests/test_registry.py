@@ -72,3 +72,16 @@ def test_every_registered_arch_runs_and_round_trips_its_state_dict(name):
     assert out.dim() == 4 or out.shape[1] == t  # SAVSR returns the centre frame only
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, again)  # same weights, same input -> same output (no state on self)
+
+
+def test_registered_architectures_are_attributes_of_vsrt_archs():
+    """``from vsrt.archs import MIAVSR`` (and ``vsrt.archs:MIAVSR`` for the shared parity checkers)."""
+    import vsrt.archs as archs
+    from vsrt.archs import PSRTRecurrent, iia_vsr_arch
+
+    for name in ARCH_REGISTRY.keys():
+        assert getattr(archs, name) is ARCH_REGISTRY.get(name) and name in dir(archs)
+    assert PSRTRecurrent is ARCH_REGISTRY.get("BasicRecurrentSwin")
+    assert iia_vsr_arch.iia_vsr_official_release(**ARCH_REGISTRY.get("IIAVSR").tiny_config).official_release_order
+    with pytest.raises(AttributeError, match="no attribute 'MIAVRS'"):
+        archs.MIAVRS  # noqa: B018

@@ -23,6 +23,17 @@ __all__ = ["ARCH_REGISTRY", "build_network", "check_network_options", "flow_warp
 import_modules(sys.modules[__name__], "_arch")
 
 
+def __getattr__(name: str) -> Any:
+    """Every registered architecture (and alias) as an attribute: ``from vsrt.archs import MIAVSR``."""
+    if name in ARCH_REGISTRY:
+        return ARCH_REGISTRY.get(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(ARCH_REGISTRY.keys()))
+
+
 def check_network_options(cls: type, kwargs: dict[str, Any], where: str = "network_g") -> None:
     """Raise a clear error when ``kwargs`` holds a key ``cls.__init__`` does not take."""
     params = inspect.signature(cls.__init__).parameters

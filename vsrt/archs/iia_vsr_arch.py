@@ -20,7 +20,7 @@ backward branches' lists. ``official_release_order=True`` reproduces that order
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from vsrt.archs.layers.recurrent import BranchSchedule, standard_schedule
 from vsrt.archs.mia_vsr_arch import IntraInterFrameNet
@@ -55,3 +55,13 @@ class IIAVSR(IntraInterFrameNet):
             return standard_schedule(name, num_frames)
         visit = list(range(num_frames - 1, -1, -1))
         return BranchSchedule(visit, visit, name.startswith("backward"))
+
+
+def iia_vsr_official_release(**kwargs: Any) -> IIAVSR:
+    """``IIAVSR(official_release_order=True, **kwargs)``: the released code's behaviour.
+
+    A ``module:callable`` for the shared parity checker, which builds candidates from the
+    official keyword arguments alone:
+    ``python ../shared/parity/check.py FIXTURE --candidate vsrt.archs.iia_vsr_arch:iia_vsr_official_release``.
+    """
+    return IIAVSR(**kwargs, official_release_order=True)
