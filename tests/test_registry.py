@@ -85,3 +85,9 @@ def test_registered_architectures_are_attributes_of_vsrt_archs():
     assert iia_vsr_arch.iia_vsr_official_release(**ARCH_REGISTRY.get("IIAVSR").tiny_config).official_release_order
     with pytest.raises(AttributeError, match="no attribute 'MIAVRS'"):
         archs.MIAVRS  # noqa: B018
+
+    import vsrt.losses as losses
+    from vsrt.losses import CharbonnierLoss
+    from vsrt.registry import LOSS_REGISTRY
+
+    assert CharbonnierLoss is LOSS_REGISTRY.get("CharbonnierLoss") and "L1Loss" in dir(losses)

@@ -94,6 +94,22 @@ def import_modules(package: ModuleType, suffix: str) -> list[ModuleType]:
     return found
 
 
+def registered_attributes(registry: Registry, package: ModuleType
+                          ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` (PEP 562) that make every registered name an attribute of
+    ``package``, e.g. ``from vsrt.archs import MIAVSR`` or ``vsrt.losses:L1Loss``."""
+
+    def getattr_(name: str) -> Any:
+        if name in registry:
+            return registry.get(name)
+        raise AttributeError(f"module {package.__name__!r} has no attribute {name!r}")
+
+    def dir_() -> list[str]:
+        return sorted(set(vars(package)) | set(registry.keys()))
+
+    return getattr_, dir_
+
+
 def import_user_modules(names: Iterable[str]) -> None:
     """Import out-of-tree modules named by the ``imports:`` option key."""
     for module_name in names:

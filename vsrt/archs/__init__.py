@@ -16,22 +16,13 @@ from typing import Any
 from torch import nn
 
 from vsrt.archs.flow.warp import flow_warp
-from vsrt.registry import ARCH_REGISTRY, import_modules
+from vsrt.registry import ARCH_REGISTRY, import_modules, registered_attributes
 
 __all__ = ["ARCH_REGISTRY", "build_network", "check_network_options", "flow_warp"]
 
 import_modules(sys.modules[__name__], "_arch")
 
-
-def __getattr__(name: str) -> Any:
-    """Every registered architecture (and alias) as an attribute: ``from vsrt.archs import MIAVSR``."""
-    if name in ARCH_REGISTRY:
-        return ARCH_REGISTRY.get(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(ARCH_REGISTRY.keys()))
+__getattr__, __dir__ = registered_attributes(ARCH_REGISTRY, sys.modules[__name__])
 
 
 def check_network_options(cls: type, kwargs: dict[str, Any], where: str = "network_g") -> None:

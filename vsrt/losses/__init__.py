@@ -12,11 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from vsrt.registry import LOSS_REGISTRY, build_from_registry, import_modules
+from vsrt.registry import LOSS_REGISTRY, build_from_registry, import_modules, registered_attributes
 
 __all__ = ["LOSS_REGISTRY", "build_loss"]
 
 import_modules(sys.modules[__name__], "_loss")
+__getattr__, __dir__ = registered_attributes(LOSS_REGISTRY, sys.modules[__name__])  # from vsrt.losses import L1Loss
 
 
 def build_loss(opt: dict[str, Any]) -> nn.Module:
