@@ -91,3 +91,9 @@ def test_registered_architectures_are_attributes_of_vsrt_archs():
     from vsrt.registry import LOSS_REGISTRY
 
     assert CharbonnierLoss is LOSS_REGISTRY.get("CharbonnierLoss") and "L1Loss" in dir(losses)
+
+    from vsrt.data import DATASET_REGISTRY, REDSRecurrentDataset
+    from vsrt.models import MODEL_REGISTRY, RecurrentMixPrecisionRTModel
+
+    assert REDSRecurrentDataset is DATASET_REGISTRY.get("REDSRecurrentDataset")
+    assert RecurrentMixPrecisionRTModel is MODEL_REGISTRY.get("RecurrentMixPrecisionRTModel")

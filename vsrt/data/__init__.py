@@ -29,7 +29,7 @@ from vsrt.data.data_util import (
 )
 from vsrt.data.file_client import FileClient
 from vsrt.data.transforms import augment, mod_crop, paired_random_crop
-from vsrt.registry import DATASET_REGISTRY, import_modules
+from vsrt.registry import DATASET_REGISTRY, import_modules, registered_attributes
 from vsrt.utils.dist import get_dist_info
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 import_modules(sys.modules[__name__], "_dataset")
+__getattr__, __dir__ = registered_attributes(DATASET_REGISTRY, sys.modules[__name__])  # vsrt.data.REDSRecurrentDataset
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from vsrt.registry import MODEL_REGISTRY, import_modules
+from vsrt.registry import MODEL_REGISTRY, import_modules, registered_attributes
 
 __all__ = ["MODEL_REGISTRY", "build_model"]
 
 import_modules(sys.modules[__name__], "_model")
+__getattr__, __dir__ = registered_attributes(MODEL_REGISTRY, sys.modules[__name__])  # vsrt.models.VideoRecurrentModel
 
 
 def build_model(opt: dict[str, Any]) -> Any:
