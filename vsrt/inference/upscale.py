@@ -152,8 +152,6 @@ def _target_size(text: str | None, output: Path) -> tuple[int, int] | None:
 
 def upscale(args: argparse.Namespace) -> UpscaleStats:
     """Run the command described by ``args`` (see :func:`build_parser`)."""
-    from tqdm import tqdm
-
     from vsrt.archs.tiling import TileConfig
     from vsrt.inference.cli import _pair
     from vsrt.inference.loading import load_model, pick_device
@@ -175,32 +173,56 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         loaded = load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
                             allow_download=not args.no_download)
         spec = loaded.spec
-        if spec.kind == "interpolation":
-            return _double_frame_rate(args, loaded, device, source, output)
-        scale = resolve_scale(loaded.net, spec, args.scale)
         tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
                            size_multiple=spec.size_multiple)
-        runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale, args.noise_sigma,
-                            target_size)
-        if target_size is not None:  # a fixed-scale network fails here, before anything is written
-            logger.info("%dx%d -> %dx%d frames (scale %s)", *source.size, *target_size,
-                        runner.scale_for(*source.size))
-        context = args.chunk_overlap if args.chunk_overlap is not None else 4
-        if spec.kind == "sliding":
-            context = max(context, spec.num_frame // 2)
-        sink = _open_sink(args, output, source)
-        try:
-            with tqdm(total=source.total, unit="frame", disable=args.quiet, desc=input_path.name) as bar:
-                frames = source.frames(on_audio=sink.mux_audio if sink.wants_audio else None)
-                stats = upscale_stream(frames, runner, _chunk_length(args.chunk), context, sink.write, bar)
-            sink.close()
-        except BaseException:
-            sink.abort()
-            raise
+        if spec.kind == "interpolation":  # frame-rate doubling (vsrt.inference.interpolate)
+            from vsrt.inference.interpolate import interpolate_stream
+
+            if args.scale is not None or target_size is not None:
+                raise ValueError(f"{loaded.label} interpolates frames at their own size; "
+                                 "drop --scale / --target-size")
+            runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale=1)
+            logger.info("%s is a frame-interpolation network: %s -> %s frames/s", loaded.label,
+                        float(source.fps), float(source.fps * 2))
+            stats = _stream_to_sink(args, output, source, lambda frames, emit, bar: interpolate_stream(
+                frames, runner, emit, bar), rate_factor=2)
+        else:
+            runner = ClipRunner(loaded.net, spec, device, args.precision, tiles,
+                                resolve_scale(loaded.net, spec, args.scale), args.noise_sigma, target_size)
+            if target_size is not None:  # a fixed-scale network fails here, before anything is written
+                logger.info("%dx%d -> %dx%d frames (scale %s)", *source.size, *target_size,
+                            runner.scale_for(*source.size))
+            context = args.chunk_overlap if args.chunk_overlap is not None else 4
+            if spec.kind == "sliding":
+                context = max(context, spec.num_frame // 2)
+            chunk = _chunk_length(args.chunk)
+            stats = _stream_to_sink(args, output, source, lambda frames, emit, bar: upscale_stream(
+                frames, runner, chunk, context, emit, bar))
     finally:
         source.close()
-    logger.info("%d frames in %.1f s (%.2f frames/s) -> %s", stats.frames_out, stats.seconds,
-                stats.frames_out / max(stats.seconds, 1e-9), output)
+    logger.info("%d frames in, %d frames out in %.1f s (%.2f frames/s) -> %s", stats.frames_in,
+                stats.frames_out, stats.seconds, stats.frames_out / max(stats.seconds, 1e-9), output)
+    return stats
+
+
+StreamFn = Callable[[Iterable[tuple[np.ndarray, Timestamp]], Callable[[np.ndarray, Timestamp], None], Any],
+                    UpscaleStats]
+
+
+def _stream_to_sink(args: argparse.Namespace, output: Path, source: Any, process: StreamFn,
+                    rate_factor: int = 1) -> UpscaleStats:
+    """``process(frames, emit, progress_bar)`` from ``source`` into the output sink (audio copied),
+    which is published on success and removed on any failure."""
+    from tqdm import tqdm
+
+    sink = _open_sink(args, output, source, rate_factor)
+    try:
+        with tqdm(total=source.total, unit="frame", disable=args.quiet, desc=Path(args.input).name) as bar:
+            stats = process(source.frames(on_audio=sink.mux_audio if sink.wants_audio else None), sink.write, bar)
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
     return stats
 
 
@@ -213,36 +235,6 @@ def _chunk_length(chunk: int | None) -> int:
                        "length (the official protocol of recurrent models, for short clips)")
         return sys.maxsize
     return chunk
-
-
-def _double_frame_rate(args: argparse.Namespace, loaded: Any, device: torch.device, source: Any,
-                       output: Path) -> UpscaleStats:
-    """A frame-interpolation network: the same frames plus one between each pair, at twice the rate."""
-    from tqdm import tqdm
-
-    from vsrt.archs.tiling import TileConfig
-    from vsrt.inference.cli import _pair
-    from vsrt.inference.interpolate import interpolate_stream
-    from vsrt.inference.runner import ClipRunner
-
-    if args.scale is not None or args.target_size is not None:
-        raise ValueError(f"{loaded.label} interpolates frames at their own size; drop --scale / --target-size")
-    tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
-                       size_multiple=loaded.spec.size_multiple)
-    runner = ClipRunner(loaded.net, loaded.spec, device, args.precision, tiles, scale=1)
-    logger.info("%s is a frame-interpolation network: %s -> %s frames/s", loaded.label,
-                float(source.fps), float(source.fps * 2))
-    sink = _open_sink(args, output, source, rate_factor=2)
-    try:
-        with tqdm(total=source.total, unit="frame", disable=args.quiet, desc=Path(args.input).name) as bar:
-            frames = source.frames(on_audio=sink.mux_audio if sink.wants_audio else None)
-            stats = interpolate_stream(frames, runner, sink.write, bar)
-        sink.close()
-    except BaseException:
-        sink.abort()
-        raise
-    logger.info("%d frames in %.1f s -> %d frames in %s", stats.frames_in, stats.seconds, stats.frames_out, output)
-    return stats
 
 
 def build_parser() -> argparse.ArgumentParser:
