@@ -48,7 +48,7 @@ from vsrt.data.data_util import list_images, read_meta_info, require_option
 from vsrt.data.file_client import build_file_client
 from vsrt.data.transforms import augment
 from vsrt.data.video_io import is_video_file, list_clips, read_clip
-from vsrt.data.vimeo90k_dataset import vimeo_neighbors
+from vsrt.data.vimeo90k_dataset import septuplet_frame, vimeo_neighbors
 from vsrt.registry import DATASET_REGISTRY
 from vsrt.utils import img2tensor
 
@@ -244,7 +244,7 @@ class ASVimeo90KDataset(ArbitraryScaleTrainDataset):
         if self.random_reverse and random.random() < 0.5:
             neighbors.reverse()
         key = self.keys[index]
-        paths = [f"{key}/im{n}" if self.is_lmdb else self.gt_root / key / f"im{n}.png" for n in neighbors]
+        paths = [septuplet_frame(self.gt_root, key, n, self.is_lmdb) for n in neighbors]
         return [self.file_client.read_image(path, "gt") for path in paths], key
 
     def __len__(self) -> int:

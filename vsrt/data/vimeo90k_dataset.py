@@ -39,6 +39,11 @@ def vimeo_neighbors(num_frame: int | None) -> list[int]:
     return [i + (9 - num_frame) // 2 for i in range(num_frame)]
 
 
+def septuplet_frame(root: Path, key: str, frame: int, lmdb: bool) -> str | Path:
+    """Where frame ``im<frame>`` of septuplet ``key`` (``00001/0001``) is: an LMDB key or a PNG path."""
+    return f"{key}/im{frame}" if lmdb else root / key / f"im{frame}.png"
+
+
 @DATASET_REGISTRY.register()
 class Vimeo90KRecurrentDataset(Dataset):
     """All (by default) seven LQ and GT frames of a septuplet, cropped and augmented alike.
@@ -70,7 +75,7 @@ class Vimeo90KRecurrentDataset(Dataset):
         self.is_lmdb = self.file_client.backend == "lmdb"
 
     def frame_path(self, root: Path, key: str, frame: int) -> str | Path:
-        return f"{key}/im{frame}" if self.is_lmdb else root / key / f"im{frame}.png"
+        return septuplet_frame(root, key, frame, self.is_lmdb)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         neighbors = list(self.neighbors)
@@ -125,8 +130,7 @@ class Vimeo90KInterpolationDataset(Dataset):
         self.is_lmdb = self.file_client.backend == "lmdb"
 
     def _read(self, key: str, frame: int) -> Any:
-        path = f"{key}/im{frame}" if self.is_lmdb else self.gt_root / key / f"im{frame}.png"
-        return self.file_client.read_image(path, "gt")
+        return self.file_client.read_image(septuplet_frame(self.gt_root, key, frame, self.is_lmdb), "gt")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         key = self.keys[index]

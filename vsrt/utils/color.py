@@ -60,24 +60,24 @@ def _from_255_scale(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return (img / 255.0).astype(np.float32)
 
 
-def rgb2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
-    """RGB ``(..., 3)`` -> YCbCr ``(..., 3)``, or Y ``(...)`` when ``y_only``."""
+def _to_ycbcr(img: np.ndarray, y_only: bool, to_y: np.ndarray, to_ycbcr: np.ndarray) -> np.ndarray:
+    """YCbCr (or Y) of ``img`` with the given channel-order matrices, in ``img``'s range and dtype."""
     unit = _to_unit_float32(img)
     if y_only:
-        out = np.dot(unit, _RGB_TO_Y) + _YCBCR_OFFSET[0]
+        out = np.dot(unit, to_y) + _YCBCR_OFFSET[0]
     else:
-        out = np.matmul(unit, _RGB_TO_YCBCR) + _YCBCR_OFFSET
+        out = np.matmul(unit, to_ycbcr) + _YCBCR_OFFSET
     return _from_255_scale(out, img.dtype)
+
+
+def rgb2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
+    """RGB ``(..., 3)`` -> YCbCr ``(..., 3)``, or Y ``(...)`` when ``y_only``."""
+    return _to_ycbcr(img, y_only, _RGB_TO_Y, _RGB_TO_YCBCR)
 
 
 def bgr2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
     """BGR ``(..., 3)`` (OpenCV order) -> YCbCr ``(..., 3)``, or Y ``(...)`` when ``y_only``."""
-    unit = _to_unit_float32(img)
-    if y_only:
-        out = np.dot(unit, _BGR_TO_Y) + _YCBCR_OFFSET[0]
-    else:
-        out = np.matmul(unit, _BGR_TO_YCBCR) + _YCBCR_OFFSET
-    return _from_255_scale(out, img.dtype)
+    return _to_ycbcr(img, y_only, _BGR_TO_Y, _BGR_TO_YCBCR)
 
 
 def ycbcr2rgb(img: np.ndarray) -> np.ndarray:
