@@ -49,12 +49,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vsrt.inference.loading import LoadedModel, load_model, network_from_options, pick_device
 from vsrt.inference.runner import autocast_context
+from vsrt.options import parse_literal
 from vsrt.zoo import get_preset
 
 HEADER = ("| model | input (t×h×w) | device | precision | params (M) | FLOPs (G, 2/MAC) | MACs (G) "
@@ -163,7 +163,7 @@ def load_network_for_profiling(args: argparse.Namespace, device: torch.device) -
         key, sep, text = assignment.partition("=")
         if not sep or not key.strip():
             raise SystemExit(f"--set '{assignment}': expected KEY=VALUE")
-        network_g[key.strip()] = yaml.safe_load(text)
+        network_g[key.strip()] = parse_literal(text)  # as --force_yml: YAML literals, 2e-4 a float
     loaded = load_model(network_g=network_g, weights=args.weights, device=device,
                         load_weights=args.weights is not None, allow_download=False)
     loaded.label = label
