@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vsrt.inference.upscale import UpscaleStats, to_tensor
+from vsrt.inference.streaming import UpscaleStats, to_tensor
 from vsrt.inference.video_stream import Timestamp
 from vsrt.utils import tensor2img
 

@@ -23,88 +23,27 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from vsrt.inference.folder_output import FolderSink, OutputError, check_folder_output
+from vsrt.inference.frame_range import FrameRange
+from vsrt.inference.interpolate import interpolate_stream
+from vsrt.inference.streaming import ChunkProgress, UpscaleStats, calls_per_window, upscale_stream
 from vsrt.inference.video_stream import InputError, Timestamp
-from vsrt.utils import tensor2img
+
+__all__ = ["UpscaleStats", "build_parser", "main", "upscale", "upscale_stream"]
 
 logger = logging.getLogger("vsrt")
 
 
-@dataclass
-class UpscaleStats:
-    frames_in: int = 0
-    frames_out: int = 0
-    max_buffered_frames: int = 0  # LQ frames held at once
-    max_window_frames: int = 0  # frames given to one network call
-    seconds: float = 0.0
-
-
-def to_tensor(frame: np.ndarray) -> torch.Tensor:
-    """uint8 BGR ``(h, w, 3)`` -> float32 RGB ``(3, h, w)`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame[..., ::-1])).permute(2, 0, 1).float().div_(255.0)
-
-
-def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Callable[..., torch.Tensor],
-                   chunk: int, context: int, emit: Callable[[np.ndarray, Timestamp], None],
-                   progress: Any = None) -> UpscaleStats:
-    """Upscale ``frames`` chunk by chunk and ``emit`` every output frame in order.
-
-    ``runner(lq (t, c, h, w), frames=[...])`` returns the outputs of the listed frames of its
-    window (:class:`vsrt.inference.runner.ClipRunner`). At most ``chunk + 2 * context`` input
-    frames are held.
-    """
-    if chunk < 1 or context < 0:
-        raise ValueError(f"chunk must be >= 1 and overlap >= 0, got {chunk} and {context}")
-    stats, start_time = UpscaleStats(), time.perf_counter()
-    source = iter(frames)
-    buffer: deque[tuple[np.ndarray, Timestamp]] = deque()
-    buffer_start, next_out, exhausted = 0, 0, False
-    while True:
-        wanted_end = next_out + chunk + context
-        while not exhausted and buffer_start + len(buffer) < wanted_end:
-            item = next(source, None)
-            if item is None:
-                exhausted = True
-            else:
-                buffer.append(item)
-                stats.frames_in += 1
-        stats.max_buffered_frames = max(stats.max_buffered_frames, len(buffer))
-        available_end = buffer_start + len(buffer)
-        if next_out >= available_end:
-            break
-        out_end = min(next_out + chunk, available_end)
-        window_start = max(0, next_out - context)
-        window = [buffer[i - buffer_start][0] for i in range(window_start, min(wanted_end, available_end))]
-        stats.max_window_frames = max(stats.max_window_frames, len(window))
-        lq = torch.stack([to_tensor(f) for f in window])  # (t, 3, h, w)
-        outputs = runner(lq, frames=range(next_out - window_start, out_end - window_start))
-        del lq
-        for k, index in enumerate(range(next_out, out_end)):
-            emit(tensor2img(outputs[k]), buffer[index - buffer_start][1])
-            stats.frames_out += 1
-        if progress is not None:
-            progress.update(out_end - next_out)
-        next_out = out_end
-        while buffer and buffer_start < next_out - context:  # keep the left context of the next chunk
-            buffer.popleft()
-            buffer_start += 1
-    stats.seconds = time.perf_counter() - start_time
-    return stats
-
-
 def _open_sink(args: argparse.Namespace, output: Path, source: Any, rate_factor: int = 1) -> Any:
-    from vsrt.inference.video_stream import FolderSink, VideoSink, pick_codec
+    from vsrt.inference.video_stream import VideoSink, pick_codec
 
-    if _writes_video(output):
+    if _writes_video(args.output):
         audio = None if args.no_audio else source.audio
         return VideoSink(output, source.fps * rate_factor, pick_codec(args.codec), args.crf,
                          _parse_bitrate(args.bitrate), audio, source)
@@ -113,18 +52,34 @@ def _open_sink(args: argparse.Namespace, output: Path, source: Any, rate_factor:
     return FolderSink(output, source)
 
 
-def _writes_video(output: Path) -> bool:
-    """True for a video file output, False for a folder of PNGs; other video suffixes are an error."""
-    from vsrt.data.video_io import is_video_file
+def _writes_video(output: Path | str) -> bool:
+    """True for a video file output, False for a folder of PNGs (a name without a suffix, an existing
+    folder, or a path ending in a separator); any other suffix (``x.gif``, ``x.png``, ``x.webm``) is
+    an error rather than a folder with an odd name."""
     from vsrt.inference.video_stream import WRITABLE_FORMATS
 
-    suffix = output.suffix.lower()
+    suffix = Path(output).suffix.lower()
     if suffix in WRITABLE_FORMATS:
         return True
-    if is_video_file(output):
-        raise ValueError(f"Cannot write {output}: video outputs are {' '.join(WRITABLE_FORMATS)} "
-                         "(or give a folder for PNG frames)")
-    return False
+    if not suffix or Path(output).is_dir() or str(output).endswith(("/", "\\")):
+        return False
+    raise OutputError(f"Cannot write {output}: video outputs are {' '.join(WRITABLE_FORMATS)}; for PNG frames "
+                      f"give a folder (a name without a suffix, or ending with /)")
+
+
+def check_output(text: str, input_path: Path, force: bool) -> bool:
+    """All output checks, before any work; returns whether the output is a video file."""
+    output = Path(text)
+    if not _writes_video(text):
+        check_folder_output(output, input_path, force)
+        return False
+    if output.resolve() == input_path.resolve():
+        raise OutputError("the output must differ from the input")
+    if output.is_dir():
+        raise OutputError(f"{output} is a folder; a video output must be a file path")
+    if output.exists() and not force:
+        raise FileExistsError(f"{output} exists; use --force to overwrite it")
+    return True
 
 
 def _parse_bitrate(text: str | None) -> int | None:
@@ -137,14 +92,14 @@ def _parse_bitrate(text: str | None) -> int | None:
         raise ValueError(f"--bitrate must look like 8M, 800k or 800000, got {text!r}") from None
 
 
-def _target_size(text: str | None, output: Path) -> tuple[int, int] | None:
+def _target_size(text: str | None, writes_video: bool) -> tuple[int, int] | None:
     """``--target-size`` as ``(H, W)``; a video output needs even sizes (yuv420p)."""
     from vsrt.archs.scale import parse_size
 
     if text is None:
         return None
     height, width = parse_size(text)
-    if _writes_video(output) and (height % 2 or width % 2):
+    if writes_video and (height % 2 or width % 2):
         raise ValueError(f"--target-size {height}x{width}: a video output (yuv420p) needs an even height and "
                          "width; choose an even size or write PNG frames to a folder")
     return height, width
@@ -155,17 +110,15 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
     from vsrt.archs.tiling import TileConfig
     from vsrt.inference.cli import _pair
     from vsrt.inference.loading import load_model, pick_device
+    from vsrt.inference.memory_check import check_fits
     from vsrt.inference.runner import ClipRunner
     from vsrt.inference.spec import resolve_scale
     from vsrt.inference.video_stream import open_source
 
     output, input_path = Path(args.output), Path(args.input)
-    if output.exists() and not args.force:
-        raise FileExistsError(f"{output} exists; use --force to overwrite it")
-    if output.resolve() == input_path.resolve():
-        raise ValueError("the output must differ from the input")
-    _writes_video(output)  # an unwritable video suffix fails before any work
-    target_size = _target_size(args.target_size, output)
+    writes_video = check_output(args.output, input_path, args.force)  # before any work
+    target_size = _target_size(args.target_size, writes_video)
+    frame_range = FrameRange.from_args(args.start, args.frames, args.duration)
     output.parent.mkdir(parents=True, exist_ok=True)
     source = open_source(input_path, args.fps)
     try:
@@ -176,28 +129,34 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
         tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
                            size_multiple=spec.size_multiple)
         if spec.kind == "interpolation":  # frame-rate doubling (vsrt.inference.interpolate)
-            from vsrt.inference.interpolate import interpolate_stream
-
             if args.scale is not None or target_size is not None:
                 raise ValueError(f"{loaded.label} interpolates frames at their own size; "
                                  "drop --scale / --target-size")
             runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale=1)
+            check_fits(spec, source.size, (1.0, 1.0), 4, 1, device)
             logger.info("%s is a frame-interpolation network: %s -> %s frames/s", loaded.label,
                         float(source.fps), float(source.fps * 2))
-            stats = _stream_to_sink(args, output, source, lambda frames, emit, bar: interpolate_stream(
-                frames, runner, emit, bar), rate_factor=2)
+            stats = _stream_to_sink(args, output, source, frame_range, runner, lambda frames, emit, bar:
+                                    interpolate_stream(frames, runner, emit, bar), rate_factor=2)
         else:
             runner = ClipRunner(loaded.net, spec, device, args.precision, tiles,
                                 resolve_scale(loaded.net, spec, args.scale), args.noise_sigma, target_size)
-            if target_size is not None:  # a fixed-scale network fails here, before anything is written
-                logger.info("%dx%d -> %dx%d frames (scale %s)", *source.size, *target_size,
-                            runner.scale_for(*source.size))
+            scale = runner.scale_for(*source.size)  # a fixed-scale network fails here, before anything is written
+            if target_size is not None:
+                logger.info("%dx%d -> %dx%d frames (scale %s)", *source.size, *target_size, scale)
             context = args.chunk_overlap if args.chunk_overlap is not None else 4
             if spec.kind == "sliding":
                 context = max(context, spec.num_frame // 2)
             chunk = _chunk_length(args.chunk)
-            stats = _stream_to_sink(args, output, source, lambda frames, emit, bar: upscale_stream(
-                frames, runner, chunk, context, emit, bar))
+            expected = frame_range.expected(source.total, source.fps)
+            window = min(chunk + 2 * context, expected or (chunk + 2 * context if chunk < sys.maxsize else 1))
+            check_fits(spec, source.size, scale, window, min(chunk, window), device)
+
+            def calls_for(out_frames: int, size: tuple[int, int]) -> int:
+                return calls_per_window(spec.kind, tiles, size, out_frames)
+
+            stats = _stream_to_sink(args, output, source, frame_range, runner, lambda frames, emit, bar:
+                                    upscale_stream(frames, runner, chunk, context, emit, bar, calls_for))
     finally:
         source.close()
     logger.info("%d frames in, %d frames out in %.1f s (%.2f frames/s) -> %s", stats.frames_in,
@@ -209,16 +168,30 @@ StreamFn = Callable[[Iterable[tuple[np.ndarray, Timestamp]], Callable[[np.ndarra
                     UpscaleStats]
 
 
-def _stream_to_sink(args: argparse.Namespace, output: Path, source: Any, process: StreamFn,
-                    rate_factor: int = 1) -> UpscaleStats:
-    """``process(frames, emit, progress_bar)`` from ``source`` into the output sink (audio copied),
-    which is published on success and removed on any failure."""
+def _stream_to_sink(args: argparse.Namespace, output: Path, source: Any, frame_range: FrameRange, runner: Any,
+                    process: StreamFn, rate_factor: int = 1) -> UpscaleStats:
+    """``process(frames, emit, progress)`` from ``source`` into the output sink (audio copied), which is
+    published on success and removed on any failure. A source that ends before its header says
+    (a truncated file) is a warning, and an error with ``--strict``."""
     from tqdm import tqdm
 
+    total = frame_range.expected(source.total, source.fps)
+    bar_format = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
+                  if total else "{desc}: {n:.1f} frames [{elapsed}, {rate_fmt}]")
     sink = _open_sink(args, output, source, rate_factor)
     try:
-        with tqdm(total=source.total, unit="frame", disable=args.quiet, desc=Path(args.input).name) as bar:
-            stats = process(source.frames(on_audio=sink.mux_audio if sink.wants_audio else None), sink.write, bar)
+        with tqdm(total=total, unit="frame", disable=args.quiet, desc=Path(args.input).name,
+                  bar_format=bar_format) as bar:
+            progress = ChunkProgress(bar)
+            progress.watch(runner)  # moves the bar per network call (tile / frame), not only per chunk
+            frames = source.frames(on_audio=sink.mux_audio if sink.wants_audio else None, frame_range=frame_range)
+            stats = process(frames, sink.write, progress)
+        shortfall = source.missing_frames()
+        if shortfall and args.strict:
+            raise InputError(f"{shortfall} (--strict: no output written)")
+        if shortfall:
+            logger.warning("%s; the output has only the %d frames decoded (--strict makes this an error)",
+                           shortfall, stats.frames_in)
         sink.close()
     except BaseException:
         sink.abort()
@@ -251,7 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bitrate", help="target bitrate, e.g. 8M")
     parser.add_argument("--fps", type=float, help="frame rate of a folder input (default 25)")
     parser.add_argument("--no-audio", action="store_true", help="do not copy the audio stream")
-    parser.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUTPUT: a video file, or the frames (and manifest) an earlier vsrt run wrote "
+                        "into an OUTPUT folder; other files there are kept")
+    parser.add_argument("--start", metavar="FRAME|TIME",
+                        help="first input frame: a frame number (250) or a time (10s, 1:30, 0:01:30.5)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, metavar="N", help="process at most N input frames")
+    length.add_argument("--duration", metavar="TIME", help="process at most this much video (10s, 1:30)")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail (no output) when a video holds fewer frames than its header says (truncated "
+                        "file) instead of warning")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.epilog = ("Here --chunk is the number of output frames per network call (default 16; 0 = the whole "
                      "video at once, memory growing with its length) and --chunk-overlap the context frames on "

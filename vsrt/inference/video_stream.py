@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
@@ -22,6 +21,7 @@ import numpy as np
 
 from vsrt.data.data_util import list_images, read_image
 from vsrt.data.video_io import VIDEO_EXTENSIONS, is_video_file
+from vsrt.inference.frame_range import STOP, WHOLE, FrameRange, FrameSelector
 
 logger = logging.getLogger("vsrt")
 Timestamp = tuple[int, Fraction]
@@ -55,6 +55,9 @@ class VideoFileSource:
         self.size = (self.video.codec_context.height, self.video.codec_context.width)
         # counter-clockwise display rotation (phone videos: +-90), known once a frame is decoded
         self.rotation = 0
+        self.decoded = 0  # frames decoded so far (skipped ones included)
+        self.decoded_until: Fraction | None = None  # end time of the last decoded frame (seconds)
+        self.reached_end = self.seeked = False
 
     @property
     def total(self) -> int | None:
@@ -65,28 +68,72 @@ class VideoFileSource:
             return round(float(self.video.duration * self.video.time_base * self.fps))
         return None
 
-    def frames(self, on_audio: Any = None) -> Iterator[tuple[np.ndarray, Timestamp]]:
+    def frames(self, on_audio: Any = None,
+               frame_range: FrameRange = WHOLE) -> Iterator[tuple[np.ndarray, Timestamp]]:
+        """Decoded frames of ``frame_range`` (a time start seeks to the keyframe before it first)."""
         import av
 
+        selector = FrameSelector(frame_range, self.fps)
+        if frame_range.start_seconds:
+            self._seek(frame_range.start_seconds)
         streams = [self.video] + ([self.audio] if self.audio is not None and on_audio is not None else [])
-        index = 0
         try:
             for packet in self.container.demux(*streams):
                 if packet.stream.type == "audio":
                     if packet.dts is not None:  # skip the demuxer's empty flush packets
-                        on_audio(packet)
+                        selector.audio(packet, on_audio)
                     continue
                 for frame in packet.decode():
-                    if index == 0:
+                    if self.decoded == 0:
                         self.rotation = int(getattr(frame, "rotation", 0) or 0)
-                    pts = frame.pts if frame.pts is not None else index
-                    time_base = frame.time_base or Fraction(1) / self.fps
-                    yield to_bgr(frame), (pts, Fraction(time_base))
-                    index += 1
+                    time_base = Fraction(frame.time_base or Fraction(1) / self.fps)
+                    pts = frame.pts if frame.pts is not None else self.decoded
+                    self.decoded += 1
+                    self.decoded_until = pts * time_base + 1 / self.fps
+                    kept = selector.take((pts, time_base))
+                    if kept is STOP:
+                        return
+                    if kept is not None:
+                        yield to_bgr(frame), kept
         except av.FFmpegError as err:
             raise InputError(f"Cannot decode {self.path}: {err}") from err
-        if index == 0:
+        if self.decoded == 0:
             raise InputError(f"Video {self.path} has no frames")
+        if selector.kept == 0:
+            raise InputError(f"{self.path} has no frames in the range asked for (--start; "
+                             f"{self.decoded} frames decoded)")
+        self.reached_end, self.seeked = True, bool(frame_range.start_seconds)
+
+    def _seek(self, seconds: float) -> None:
+        """Jump to the keyframe at or before ``seconds`` (frames before the start are then skipped)."""
+        base = Fraction(self.video.time_base)
+        start = Fraction(self.video.start_time or 0) * base
+        self.container.seek(int((start + Fraction(seconds).limit_denominator(10**6)) / base), backward=True,
+                            any_frame=False, stream=self.video)
+
+    def missing_frames(self) -> str | None:
+        """After decoding to the end: a message when the file holds fewer frames than its header says
+        (a cut-off download or copy), else None."""
+        if not self.reached_end or self.decoded_until is None:
+            return None
+        base, fps = Fraction(self.video.time_base or 0), float(self.fps)
+        start = Fraction(self.video.start_time or 0) * base
+        if self.video.duration and base:
+            declared = float(self.video.duration * base)
+        elif self.container.duration:  # microseconds, e.g. Matroska without stream durations
+            declared = ((self.container.start_time or 0) + self.container.duration) / 1e6 - float(start)
+        elif self.video.frames and not self.seeked:
+            missing = int(self.video.frames) - self.decoded
+            return (f"{self.path}: {self.decoded} frames decoded, the header says {self.video.frames}; "
+                    "the file looks truncated or damaged") if missing > 0 else None
+        else:
+            return None
+        decoded = float(self.decoded_until - start)
+        missing = round((declared - decoded) * fps)
+        if missing < 2:  # container durations are rounded; one frame is within their precision
+            return None
+        return (f"{self.path}: decoding stopped at {decoded:.2f} s of {declared:.2f} s (about {missing} frames "
+                "missing); the file looks truncated or damaged")
 
     def close(self) -> None:
         self.container.close()
@@ -119,16 +166,28 @@ class FolderSource:
     def total(self) -> int:
         return len(self.paths)
 
-    def frames(self, on_audio: Any = None) -> Iterator[tuple[np.ndarray, Timestamp]]:
+    def frames(self, on_audio: Any = None,
+               frame_range: FrameRange = WHOLE) -> Iterator[tuple[np.ndarray, Timestamp]]:
         time_base = 1 / self.fps
+        selector = FrameSelector(frame_range, self.fps)
         for index, path in enumerate(self.paths):
+            kept = selector.take((index, time_base))
+            if kept is STOP:
+                return
+            if kept is None:
+                continue
             try:
                 frame = read_image(path)
             except (FileNotFoundError, ValueError) as err:
                 raise InputError(str(err)) from err
             if frame.shape[:2] != self.size:
                 raise InputError(f"{path} is {frame.shape[:2]}, the first frame is {self.size}")
-            yield frame, (index, time_base)
+            yield frame, kept
+        if selector.kept == 0:
+            raise InputError(f"{len(self.paths)} frames in the folder, none in the range asked for (--start)")
+
+    def missing_frames(self) -> None:
+        return None
 
     def close(self) -> None:
         pass
@@ -303,38 +362,3 @@ def _format_for(path: Path) -> str:
 
 # output file suffix -> FFmpeg muxer (H.264 / MPEG-4 video, audio stream copied)
 WRITABLE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
-
-
-class FolderSink:
-    """Write ``%08d.png`` frames into a temporary folder beside ``path``; rename it on close.
-
-    Frames of a rotated video (``source.rotation``) are turned upright first.
-    """
-
-    wants_audio = False
-
-    def __init__(self, path: Path, source: Any = None) -> None:
-        self.path, self.source = path, source
-        self.tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-        self.count = 0
-
-    def write(self, frame: np.ndarray, timestamp: Timestamp) -> None:
-        import cv2
-
-        rotation = getattr(self.source, "rotation", 0)
-        if rotation % 360:  # PNGs carry no display matrix: store the frames the way players show them
-            frame = np.ascontiguousarray(np.rot90(frame, k=rotation // 90))
-        if not cv2.imwrite(str(self.tmp_path / f"{self.count:08d}.png"), frame):
-            raise OSError(f"Cannot write {self.tmp_path / f'{self.count:08d}.png'}")
-        self.count += 1
-
-    def mux_audio(self, packet: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        if self.path.exists():  # only reached with --force
-            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-        _publish(self.tmp_path, self.path)
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp_path, ignore_errors=True)

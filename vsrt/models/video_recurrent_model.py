@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from vsrt.archs.scale import fixed_scale
+from vsrt.archs.spec import describe_network
 from vsrt.archs.tiling import TileConfig, tiled_inference
-from vsrt.inference.spec import describe_network
 from vsrt.losses import build_loss
 from vsrt.losses.sparsity_loss import build_sparsity_loss, kept_token_ratio
 from vsrt.metrics import calculate_metric

@@ -1,0 +1,77 @@
+"""Fail before any work when the output alone cannot fit in memory.
+
+An absurd request (SAVSR at ``--scale 1000`` on 64x64 frames: 64000x64000 outputs, about 49 GB per
+float32 frame) would otherwise start, allocate for minutes and die with an out-of-memory error or
+take the machine down. The estimate is a lower bound: the float32 output frames that must exist
+at once (the frames of one network window, which :func:`vsrt.archs.tiling.tiled_inference`
+accumulates whole even when tiled), without the network's own activations.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+
+from vsrt.archs.scale import as_scale_pair
+
+
+class TooLargeError(ValueError):
+    """The request needs more memory than the machine has."""
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free on ``device`` (CUDA: the driver's count; CPU: MemAvailable); None when unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def output_bytes(spec: Any, lq_size: tuple[int, int], scale: Any, window_frames: int, out_frames: int) -> int:
+    """Float32 bytes of the output frames held at once: the whole window (recurrent and windowed
+    networks), the chunk's frames (sliding-window networks) or one frame (interpolation)."""
+    scale_h, scale_w = as_scale_pair(scale)
+    height, width = math.ceil(lq_size[0] * scale_h), math.ceil(lq_size[1] * scale_w)
+    frames = {"sliding": out_frames, "interpolation": 1}.get(spec.kind, window_frames)
+    return frames * 3 * height * width * 4
+
+
+def check_fits(spec: Any, lq_size: tuple[int, int], scale: Any, window_frames: int, out_frames: int,
+               device: torch.device, available: int | None = None) -> None:
+    """Raise :class:`TooLargeError` naming the estimate when the outputs of one network window cannot
+    fit in the memory available (on the CPU, where outputs are gathered, and on ``device``)."""
+    need = output_bytes(spec, lq_size, scale, window_frames, out_frames)
+    places = {"cpu": torch.device("cpu"), str(device): device}
+    for where, place in places.items():
+        free = available if available is not None else available_memory(place)
+        if free is None or need <= free:
+            continue
+        scale_h, scale_w = as_scale_pair(scale)
+        out_h, out_w = math.ceil(lq_size[0] * scale_h), math.ceil(lq_size[1] * scale_w)
+        raise TooLargeError(
+            f"{spec.arch} at scale {scale_h:g}x{scale_w:g} turns {lq_size[0]}x{lq_size[1]} frames into "
+            f"{out_h}x{out_w}; the output frames of one network call alone need at least {format_bytes(need)} "
+            f"({where}), but {format_bytes(free)} is available. Use a smaller --scale / --target-size, or "
+            "fewer frames per call (--chunk, --chunk-overlap).")
