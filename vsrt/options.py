@@ -90,7 +90,8 @@ SCHEMA: dict[str, Any] = {
         "center_frame_only": ANY, "metrics": ANY, "tile": ANY, "pad_seq": ANY,
     },
     "logger": {
-        "print_freq": ANY, "save_checkpoint_freq": ANY, "use_tb_logger": ANY, "wandb": ANY,
+        "print_freq": ANY, "save_checkpoint_freq": ANY, "use_tb_logger": ANY,
+        "wandb": {"project": ANY, "entity": ANY, "resume_id": ANY, "mode": ANY},
     },
     "dist_params": {"backend": ANY, "port": ANY},
 }
@@ -151,16 +152,102 @@ def validate(opt: dict[str, Any], source: str = "<options>") -> list[str]:
                 opt[new_section].setdefault(new_key, value.pop(sub))
             elif sub not in section:
                 raise _unknown(sub, list(section), f"{key}.", source)
+            elif isinstance(section[sub], dict) and value[sub] is not None:  # e.g. logger.wandb
+                if not isinstance(value[sub], dict):
+                    raise OptionError(f"{source}: '{key}.{sub}' must be a mapping, got {value[sub]!r}")
+                for leaf in value[sub]:
+                    if leaf not in section[sub]:
+                        raise _unknown(leaf, list(section[sub]), f"{key}.{sub}.", source)
     if not isinstance(opt["network_g"], dict) or "type" not in opt["network_g"]:
         raise OptionError(f"{source}: 'network_g' needs a 'type' key")
     for phase, dataset_opt in (opt.get("datasets") or {}).items():
         if phase.split("_")[0] not in ("train", "val", "test"):
             raise OptionError(f"{source}: dataset phase 'datasets.{phase}' must start with "
                               "train, val or test")
-        for sub in dataset_opt or {}:
+        if not isinstance(dataset_opt, dict):
+            raise OptionError(f"{source}: 'datasets.{phase}' must be a mapping, got {dataset_opt!r}")
+        for sub in dataset_opt:
             if sub not in DATASET_KEYS:
                 raise _unknown(sub, sorted(DATASET_KEYS), f"datasets.{phase}.", source)
+    check_values(opt, source)
     return notices
+
+
+# ------------------------------------------------------------ value checks
+
+# (section, key) -> smallest accepted value of an integer option; None: any integer.
+# YAML's ``!!float 5e3`` (as official files write frequencies) is accepted as the integer 5000.
+INTEGER_OPTIONS: dict[tuple[str, str], int | None] = {
+    ("train", "total_iter"): 1, ("train", "accumulate_grad"): 1, ("train", "warmup_iter"): None,
+    ("logger", "print_freq"): 1, ("logger", "save_checkpoint_freq"): 1, ("val", "val_freq"): 1,
+    ("dist_params", "port"): 1,
+}
+NUMBER_OPTIONS = {("train", "ema_decay"), ("train", "flow_lr_mul"), ("train", "grad_clip")}
+DATASET_INTEGER_OPTIONS: dict[str, int | None] = {
+    "gt_size": 1, "lq_size": 1, "num_frame": None, "batch_size_per_gpu": 1, "num_worker_per_gpu": 0,
+    "dataset_enlarge_ratio": 1, "num_prefetch_queue": 1,
+}
+# Networks a training state holds weights for (``path.ignore_resume_networks`` entries).
+RESUMABLE_NETWORKS = ("network_g",)
+DIST_BACKENDS = ("nccl", "gloo", "mpi")
+
+
+def as_integer(value: Any, where: str, minimum: int | None = None) -> int:
+    """``value`` as an int (an integral float such as ``!!float 5e3`` too), else an error naming ``where``."""
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral:
+        raise OptionError(f"{where}: expected an integer, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise OptionError(f"{where}: must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_values(opt: dict[str, Any], source: str = "<options>") -> None:
+    """Types and ranges of the framework's scalar options, each error naming the key and ``source``."""
+    for (section, key), minimum in INTEGER_OPTIONS.items():
+        value = (opt.get(section) or {}).get(key)
+        if value is not None:
+            as_integer(value, f"{source}: {section}.{key}", minimum)
+    for section, key in NUMBER_OPTIONS:
+        value = (opt.get(section) or {}).get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise OptionError(f"{source}: {section}.{key}: expected a number, got {value!r}")
+    seed = opt.get("manual_seed")
+    if seed is not None:
+        as_integer(seed, f"{source}: manual_seed")
+    for phase, dataset_opt in (opt.get("datasets") or {}).items():
+        for key, minimum in DATASET_INTEGER_OPTIONS.items():
+            if dataset_opt.get(key) is not None:
+                as_integer(dataset_opt[key], f"{source}: datasets.{phase}.{key}", minimum)
+        if dataset_opt.get("dataroot_flow") is not None:
+            raise OptionError(f"{source}: datasets.{phase}.dataroot_flow: no vsrt dataset or network reads "
+                              "precomputed optical flow (the networks estimate flow themselves); remove the "
+                              "key or set it to ~")
+    ignored = (opt.get("path") or {}).get("ignore_resume_networks")
+    if ignored is not None:
+        names = [ignored] if isinstance(ignored, str) else ignored
+        if not isinstance(names, (list, tuple)) or any(n not in RESUMABLE_NETWORKS for n in names):
+            raise OptionError(f"{source}: path.ignore_resume_networks: expected a list of "
+                              f"{', '.join(RESUMABLE_NETWORKS)}, got {ignored!r}")
+    backend = (opt.get("dist_params") or {}).get("backend")
+    if backend is not None and backend not in DIST_BACKENDS:
+        raise OptionError(f"{source}: dist_params.backend: {backend!r} is not one of {', '.join(DIST_BACKENDS)}")
+
+
+def check_training_options(opt: dict[str, Any], source: str = "<options>") -> None:
+    """What a training run needs beyond :func:`validate`: a train section with ``total_iter`` and
+    ``optim_g``, and a ``datasets.train`` block."""
+    train_opt = opt.get("train")
+    if not isinstance(train_opt, dict):
+        raise OptionError(f"{source}: training needs a 'train' section (total_iter, optim_g, pixel_opt, ...)")
+    for key in ("total_iter", "optim_g"):
+        if train_opt.get(key) is None:
+            raise OptionError(f"{source}: required key 'train.{key}' is missing")
+    if not isinstance(train_opt["optim_g"], dict) or "type" not in train_opt["optim_g"]:
+        raise OptionError(f"{source}: train.optim_g needs a 'type' (a torch.optim class), got "
+                          f"{train_opt['optim_g']!r}")
+    if not (opt.get("datasets") or {}).get("train"):
+        raise OptionError(f"{source}: training needs a 'datasets.train' block")
 
 
 # ------------------------------------------------------------------ overrides
@@ -188,20 +275,54 @@ def apply_override(opt: dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = parse_literal(text)
 
 
+# ------------------------------------------------------------------- imports
+
+ALLOW_IMPORTS_ENV = "VSRT_ALLOW_IMPORTS"
+
+
+def allowed_imports(opt: dict[str, Any], allow: bool = False) -> list[str]:
+    """The modules of ``imports:``, once the user has allowed running their code.
+
+    Importing a module runs it, so an option file that names one outside vsrt is refused unless
+    ``--allow_imports`` is given or ``VSRT_ALLOW_IMPORTS=1`` is set (vsrt's own modules are always allowed).
+    """
+    names = opt.get("imports") or []
+    names = [names] if isinstance(names, str) else names
+    source = opt.get("opt_path", "<options>")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise OptionError(f"{source}: imports: expected a list of module names, got {names!r}")
+    outside = [n for n in names if n != "vsrt" and not n.startswith("vsrt.")]
+    if outside and not (allow or os.environ.get(ALLOW_IMPORTS_ENV) == "1"):
+        raise OptionError(f"{source}: imports: {', '.join(outside)} would run the code of these modules. "
+                          f"Pass --allow_imports (or set {ALLOW_IMPORTS_ENV}=1) if you trust this option file.")
+    return names
+
+
 # ------------------------------------------------------------------- parsing
 
 
 def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``vsrt.train`` / ``vsrt.test``. Light (no torch): a bad argument, a missing
+    or invalid option file, a bad ``--force_yml`` or an unknown option key exits at once with a usage
+    error, before the slow imports."""
+    from vsrt import program_name
+
+    command = "train" if is_train else "test"
     parser = argparse.ArgumentParser(
-        prog="python -m vsrt.train" if is_train else "python -m vsrt.test",
+        prog=program_name(command, f"python -m vsrt.{command}"),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a vsrt model from an option file." if is_train
         else "Test a vsrt model on the datasets of an option file.")
     parser.add_argument("-opt", "--opt", required=True, help="path to the option YAML file")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
                         help="'pytorch' when started by torchrun (see dist_train.sh)")
-    parser.add_argument("--auto_resume", action="store_true",
-                        help="resume from the newest training state of this experiment")
+    if is_train:
+        parser.add_argument("--auto_resume", action="store_true",
+                            help="resume from the newest training state of this experiment")
     parser.add_argument("--debug", action="store_true", help="debug mode: frequent logs and checks")
+    parser.add_argument("--allow_imports", "--allow-imports", action="store_true",
+                        help=f"let the option file's 'imports:' import modules outside vsrt (runs their code; "
+                        f"only for option files you trust; {ALLOW_IMPORTS_ENV}=1 does the same)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0,
                         help=argparse.SUPPRESS)  # set by the deprecated torch.distributed.launch
     parser.add_argument("--force_yml", nargs="+", default=[], metavar="KEY=VALUE",
@@ -210,7 +331,15 @@ def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namesp
         parser.add_argument("--scale", default=None, metavar="S | S_H,S_W",
                             help="test at this scale, e.g. 2.5 or 1.5,3.8 (height, width); arbitrary-scale "
                             "networks only, a fixed-scale network accepts only its own factor")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        opt = load_yaml(args.opt)
+        for assignment in args.force_yml:
+            apply_override(opt, assignment)
+        validate(opt, str(args.opt))
+    except (OSError, ValueError) as err:  # OptionError is a ValueError
+        parser.error(str(err))
+    return args
 
 
 def resolve_num_gpu(value: Any) -> int:
@@ -246,7 +375,7 @@ def finalize(opt: dict[str, Any], is_train: bool, root: str | Path | None = None
         path.update(experiments_root=str(run_root), models=str(run_root / "models"),
                     training_states=str(run_root / "training_states"), log=str(run_root),
                     visualization=str(run_root / "visualization"),
-                    tb_logger=str(root / "tb_logger" / opt["name"]))
+                    tb_logger=str(run_root / "tb_logger"))  # inside the experiment, not the current folder
         if "debug" in opt["name"]:
             if opt.get("val"):
                 opt["val"]["val_freq"] = 8
@@ -272,6 +401,8 @@ def load_options(opt_path: str | Path, is_train: bool, overrides: list[str] = ()
     if debug and not str(opt.get("name", "")).startswith("debug_"):
         opt["name"] = f"debug_{opt.get('name', '')}"
     notices = validate(opt, str(opt_path))
+    if is_train:
+        check_training_options(opt, str(opt_path))
     opt["opt_path"] = str(opt_path)
     return finalize(opt, is_train, root), notices
 

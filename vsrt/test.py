@@ -17,15 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from vsrt.options import allowed_imports, dict2str, load_options, parse_args
 
-from vsrt.archs import ARCH_REGISTRY, check_network_options
-from vsrt.archs.scale import check_scale_supported, is_arbitrary_scale, parse_scale, scale_tag
-from vsrt.options import dict2str, load_options, parse_args
-from vsrt.registry import import_user_modules
-from vsrt.utils.checkpoint import unwrap_model
-from vsrt.utils.dist import get_dist_info, process_group
-from vsrt.utils.logger import close_log_files, get_root_logger
+# torch and the rest are imported after the command line is parsed, so that argument errors come at once
 
 
 def use_scale(opt: dict[str, Any], dataset_opts: list[dict[str, Any]], scale: tuple[float, float]) -> None:
@@ -38,10 +32,18 @@ def use_scale(opt: dict[str, Any], dataset_opts: list[dict[str, Any]], scale: tu
 
 def run_tests(args: argparse.Namespace) -> dict[str, Any]:
     """Test on every test/val dataset of the options; returns the metrics report."""
+    import torch
+
+    from vsrt.archs.scale import check_scale_supported, is_arbitrary_scale, parse_scale, scale_tag
+    from vsrt.option_checks import check_network_g
+    from vsrt.registry import import_user_modules
+    from vsrt.utils.checkpoint import unwrap_model
+    from vsrt.utils.dist import get_dist_info
+    from vsrt.utils.logger import close_log_files, get_root_logger
+
     opt, notices = load_options(args.opt, False, args.force_yml, args.debug)
-    import_user_modules(opt.get("imports") or [])
-    network_opt = dict(opt["network_g"])
-    check_network_options(ARCH_REGISTRY.get(network_opt.pop("type")), network_opt)
+    import_user_modules(allowed_imports(opt, args.allow_imports))
+    check_network_g(opt, args.opt)  # keys, value kinds and scale, before any data
     from vsrt.models.video_recurrent_model import tile_config_from_options
 
     tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
@@ -85,6 +87,8 @@ def run_tests(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(is_train=False, argv=argv)
+    from vsrt.utils.dist import process_group
+
     with process_group(args.launcher):
         return run_tests(args)
 

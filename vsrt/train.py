@@ -12,26 +12,32 @@ import argparse
 import logging
 import math
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader
-
-from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.options import dict2str, load_options, parse_args
+
+if __name__ == "__main__":  # `python -m vsrt.train`: argument errors before the slow imports below
+    parse_args(is_train=True)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from vsrt.experiment import clean_temporary_checkpoints, find_resume_state, prepare_folders, use_resumed_weights
+from vsrt.option_checks import check_network_g
+from vsrt.options import allowed_imports
 from vsrt.registry import import_user_modules
 from vsrt.utils.dist import barrier, broadcast_object, get_dist_info, process_group
 from vsrt.utils.logger import (
     LOGGER_NAME,
     AvgTimer,
     MessageLogger,
+    check_scalar_loggers,
     close_log_files,
     get_root_logger,
-    init_tb_logger,
+    init_scalar_loggers,
 )
 
 
@@ -40,37 +46,6 @@ def set_random_seed(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-
-
-def find_resume_state(opt: dict[str, Any], auto_resume: bool) -> str | None:
-    """``path.resume_state``, or with ``--auto_resume`` the newest complete state."""
-    if auto_resume:
-        states_dir = Path(opt["path"]["training_states"])
-        models_dir = Path(opt["path"]["models"])
-        iters = sorted((int(p.stem) for p in states_dir.glob("*.state") if p.stem.isdigit()), reverse=True)
-        for it in iters:  # the network file is written first, so both exist when the state does
-            if (models_dir / f"net_g_{it}.pth").is_file():
-                return str(states_dir / f"{it}.state")
-    return opt["path"].get("resume_state")
-
-
-def prepare_folders(opt: dict[str, Any], resuming: bool) -> None:
-    """Create the experiment folders (rank 0); archive an old run on a fresh start."""
-    if get_dist_info()[0] != 0:
-        return
-    root = Path(opt["path"]["experiments_root"])
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    if root.exists() and not resuming:
-        root.rename(root.with_name(f"{root.name}_archived_{stamp}"))
-    tb_dir = Path(opt["path"]["tb_logger"])
-    if tb_dir.exists() and not resuming:
-        tb_dir.rename(tb_dir.with_name(f"{tb_dir.name}_archived_{stamp}"))
-    for key in ("experiments_root", "models", "training_states", "visualization"):
-        Path(opt["path"][key]).mkdir(parents=True, exist_ok=True)
-    copied = root / Path(opt["opt_path"]).name
-    with open(opt["opt_path"], encoding="utf-8") as src:
-        body = src.read()
-    copied.write_text(f"# GENERATE TIME: {time.asctime()}\n# CMD:\n# {' '.join(sys.argv)}\n\n{body}")
 
 
 def prefetch_options(dataset_opt: dict[str, Any], num_workers: int, uses_gpu: bool) -> dict[str, Any]:
@@ -135,9 +110,9 @@ def build_val_datasets(opt: dict[str, Any]) -> list[Any]:
 def train(args: argparse.Namespace) -> str:
     """Train from the parsed command line; returns the experiment folder."""
     opt, notices = load_options(args.opt, True, args.force_yml, args.debug)
-    import_user_modules(opt.get("imports") or [])
-    network_opt = dict(opt["network_g"])
-    check_network_options(ARCH_REGISTRY.get(network_opt.pop("type")), network_opt)  # before any data
+    import_user_modules(allowed_imports(opt, args.allow_imports))
+    check_network_g(opt, args.opt)  # keys, value kinds and scale, before any data
+    check_scalar_loggers(opt)
     from vsrt.models.video_recurrent_model import tile_config_from_options
 
     tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
@@ -148,11 +123,14 @@ def train(args: argparse.Namespace) -> str:
         opt["manual_seed"] = seed
     set_random_seed(seed + rank)
 
-    resume_path = find_resume_state(opt, args.auto_resume)
-    state = torch.load(resume_path, map_location="cpu", weights_only=True) if resume_path else None
+    logger = get_root_logger()  # the console until the log file exists
+    clean_temporary_checkpoints(opt, logger)
+    resume_path, state = find_resume_state(opt, args.auto_resume, logger)
     if state is not None:
-        opt["path"].update(pretrain_network_g=str(Path(opt["path"]["models"]) / f"net_g_{state['iter']}.pth"),
-                           param_key_g="params", strict_load_g=True)
+        use_resumed_weights(opt, resume_path, state, logger)
+    # the data first: a start that fails on missing data leaves the experiment folder alone
+    loader, sampler, iters_per_epoch = build_train_loader(opt, seed)
+    val_datasets = build_val_datasets(opt)
     prepare_folders(opt, resuming=state is not None)
     barrier()
     log_file = Path(opt["path"]["log"]) / f"train_{opt['name']}_{time.strftime('%Y%m%d_%H%M%S')}.log"
@@ -160,12 +138,8 @@ def train(args: argparse.Namespace) -> str:
     for notice in notices:
         logger.warning(notice)
     logger.info("vsrt training, torch %s, %d process(es)\n%s", torch.__version__, world_size, dict2str(opt))
-    tb_logger = None
-    if (opt.get("logger") or {}).get("use_tb_logger") and "debug" not in opt["name"] and rank == 0:
-        tb_logger = init_tb_logger(opt["path"]["tb_logger"])
+    tb_logger = init_scalar_loggers(opt)  # tensorboard and/or wandb (rank 0), None when neither
 
-    loader, sampler, iters_per_epoch = build_train_loader(opt, seed)
-    val_datasets = build_val_datasets(opt)
     train_opt, logger_opt, val_opt = opt["train"], opt.get("logger") or {}, opt.get("val") or {}
     total_iter = int(train_opt["total_iter"])
     total_epochs = math.ceil(total_iter / iters_per_epoch)
@@ -188,6 +162,7 @@ def train(args: argparse.Namespace) -> str:
     print_freq = int(logger_opt.get("print_freq", 100))
     save_freq = int(logger_opt.get("save_checkpoint_freq", 5000))
     val_freq = val_opt.get("val_freq")
+    validated_at = None  # the final validation is skipped when the last iteration already validated
     try:
         for epoch in range(start_epoch, total_epochs + 1):
             sampler.set_epoch(epoch)
@@ -218,6 +193,7 @@ def train(args: argparse.Namespace) -> str:
                 if val_freq and current_iter % int(val_freq) == 0:
                     for dataset in val_datasets:
                         model.validation(dataset, current_iter, tb_logger, val_opt.get("save_img", False))
+                    validated_at = current_iter
                 data_timer.restart()
                 iter_timer.restart()
             if current_iter > total_iter:
@@ -228,7 +204,8 @@ def train(args: argparse.Namespace) -> str:
 
     logger.info("End of training. Saving the latest model.")
     model.save(-1, -1)
-    if val_freq:
+    current_iter = min(current_iter, total_iter)  # the loop stops one past the last iteration
+    if val_freq and validated_at != current_iter:
         for dataset in val_datasets:
             model.validation(dataset, current_iter, tb_logger, val_opt.get("save_img", False))
     if tb_logger is not None:

@@ -98,3 +98,65 @@ def init_tb_logger(log_dir: str) -> Any:
     from torch.utils.tensorboard import SummaryWriter  # optional dependency
 
     return SummaryWriter(log_dir=log_dir)
+
+
+class ScalarWriter:
+    """``add_scalar(tag, value, step)`` to tensorboard and/or a Weights & Biases run; ``close()`` both."""
+
+    def __init__(self, tensorboard: Any = None, wandb_run: Any = None) -> None:
+        self.tensorboard = tensorboard
+        self.wandb_run = wandb_run
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar(tag, value, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log({tag: value}, step=step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def _wandb_options(opt: dict[str, Any]) -> dict[str, Any]:
+    """``logger.wandb`` when it names a project (BasicSR: ``project: ~`` means no wandb), else {}."""
+    wandb_opt = (opt.get("logger") or {}).get("wandb") or {}
+    return wandb_opt if wandb_opt.get("project") is not None else {}
+
+
+def check_scalar_loggers(opt: dict[str, Any]) -> None:
+    """Fail before any work when ``logger.wandb.project`` is set and the wandb package is missing."""
+    import importlib.util
+
+    project = _wandb_options(opt).get("project")
+    if project is not None and importlib.util.find_spec("wandb") is None:
+        raise ImportError(f"logger.wandb.project is '{project}' but the wandb package is not installed: "
+                          "pip install wandb (WANDB_MODE=offline logs without an account), or set "
+                          "logger.wandb.project: ~")
+
+
+def init_scalar_loggers(opt: dict[str, Any]) -> ScalarWriter | None:
+    """Tensorboard (``logger.use_tb_logger``, in ``path.tb_logger``) and wandb (``logger.wandb``) on rank 0.
+
+    None when neither is asked for, on other ranks, and for ``debug`` runs (as BasicSR).
+    ``logger.wandb``: ``project``, ``entity``, ``resume_id`` (continue that wandb run) and ``mode``
+    (``online`` | ``offline`` | ``disabled``; ``WANDB_MODE`` works too). wandb files go in the experiment folder.
+    """
+    logger_opt = opt.get("logger") or {}
+    wandb_opt = _wandb_options(opt)
+    if get_dist_info()[0] != 0 or "debug" in opt["name"] or not (logger_opt.get("use_tb_logger") or wandb_opt):
+        return None
+    tensorboard = init_tb_logger(opt["path"]["tb_logger"]) if logger_opt.get("use_tb_logger") else None
+    run = None
+    if wandb_opt:
+        check_scalar_loggers(opt)
+        import wandb
+
+        resume_id = wandb_opt.get("resume_id")
+        run = wandb.init(project=wandb_opt["project"], entity=wandb_opt.get("entity"), name=opt["name"],
+                         config=opt, id=resume_id, resume="allow" if resume_id else None,
+                         mode=wandb_opt.get("mode"), dir=opt["path"]["experiments_root"])
+        get_root_logger().info("wandb run %s (project %s)", getattr(run, "id", "?"), wandb_opt["project"])
+    return ScalarWriter(tensorboard, run)
