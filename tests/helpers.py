@@ -17,7 +17,37 @@ import yaml
 from vsrt.utils.synthetic import write_clip_folders
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+VENDORED_PARITY = REPO_ROOT / "tests" / "fixtures" / "parity"
 SHARED_PARITY = REPO_ROOT.parent / "shared" / "parity"
+# VSRT_NO_SHARED=1 runs the suite as a user's clone does: ../shared/parity is ignored even where it exists.
+USE_SHARED_PARITY = os.environ.get("VSRT_NO_SHARED", "") in ("", "0") and SHARED_PARITY.is_dir()
+
+
+def parity_folders(family: str) -> list[tuple[str, Path]]:
+    """``('vendored', tests/fixtures/parity/<family>)`` and, when used, ``('shared', ../shared/parity/<family>)``."""
+    folders = [("vendored", VENDORED_PARITY / family)]
+    if USE_SHARED_PARITY:
+        folders.append(("shared", SHARED_PARITY / family))
+    return [(tag, folder) for tag, folder in folders if folder.is_dir()]
+
+
+def parity_cases(family: str) -> list[tuple[str, Path]]:
+    """One ``(id, path)`` per fixture file name of a network family, ``../shared``'s original first.
+
+    A vendored file is a copy of the shared file of the same name, or a subset of it (``output_stride``,
+    ``tests/fixtures/README.md``), so it runs only where ``../shared`` is absent or ignored.
+    """
+    cases: dict[str, tuple[str, Path]] = {}
+    for tag, folder in reversed(parity_folders(family)):
+        for path in sorted(folder.glob("*.pt")):
+            cases.setdefault(path.name, (f"{tag}/{path.stem}", path))
+    return sorted(cases.values())
+
+
+def golden_view(out: torch.Tensor, case: dict[str, Any]) -> torch.Tensor:
+    """``out`` reduced as the fixture's ``outputs['out']`` is: every ``output_stride``-th row and column."""
+    stride = case.get("output_stride", 1)
+    return out[..., ::stride, ::stride]
 
 
 def make_clips(root: Path, names: list[str], num_frames: int = 6, size: int = 64, seed: int = 0) -> Path:

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import decode_core_fixture
+from helpers import decode_core_fixture, parity_folders
+from vsrt.archs.flow.warp import flow_warp
 from vsrt.losses.basic_loss import CharbonnierLoss, L1Loss, MSELoss
 from vsrt.metrics import (
     calculate_psnr,
@@ -42,7 +43,6 @@ from vsrt.utils import (
 )
 
 VENDORED = Path(__file__).resolve().parent / "fixtures" / "parity" / "core"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "parity" / "core"
 
 # recorded upstream name (last dotted component) -> vsrt implementation
 IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
@@ -54,11 +54,12 @@ IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
     "img2tensor": img2tensor, "tensor2img": tensor2img, "tensor2img_fast": tensor2img_fast,
     "L1Loss": L1Loss, "MSELoss": MSELoss, "CharbonnierLoss": CharbonnierLoss,
     "CosineAnnealingRestartLR": CosineAnnealingRestartLR, "MultiStepRestartLR": MultiStepRestartLR,
+    "flow_warp": flow_warp,
 }
 FIXTURE_FILES = (
     "calculate_psnr", "calculate_ssim", "calculate_psnr_pt", "calculate_ssim_pt", "to_y_channel",
     "reorder_image", "bgr2ycbcr", "rgb2ycbcr", "rgb2ycbcr_pt", "ycbcr2bgr", "ycbcr2rgb", "imresize",
-    "img2tensor", "tensor2img", "tensor2img_fast", "losses", "lr_scheduler",
+    "img2tensor", "tensor2img", "tensor2img_fast", "losses", "lr_scheduler", "flow_warp",
 )
 
 
@@ -123,7 +124,7 @@ def assert_matches(got: Any, want: Any, rtol: float, atol: float, where: str = "
 
 def _cases() -> list[Any]:
     params = []
-    for folder, tag in ((VENDORED, "vendored"), (SHARED, "shared")):
+    for tag, folder in parity_folders("core"):
         for name in FIXTURE_FILES:
             path = folder / f"{name}.pt"
             if path.is_file():
@@ -149,3 +150,45 @@ def test_core_parity(case: dict[str, Any]) -> None:
 def test_every_vendored_fixture_is_present() -> None:
     missing = [name for name in FIXTURE_FILES if not (VENDORED / f"{name}.pt").is_file()]
     assert not missing, f"vendored fixtures missing: {missing}"
+
+
+def naive_flow_warp(x: np.ndarray, flow: np.ndarray, padding_mode: str) -> np.ndarray:
+    """Bilinear sampling of ``x`` (c, h, w) at ``(col + dx, row + dy)``, one pixel at a time.
+
+    ``zeros``: taps outside the image count as 0; ``border``: the position is clamped to the image first.
+    """
+    c, h, w = x.shape
+    out = np.zeros_like(x)
+    for row in range(h):
+        for col in range(w):
+            px, py = col + flow[row, col, 0], row + flow[row, col, 1]
+            if padding_mode == "border":
+                px, py = min(max(px, 0.0), w - 1.0), min(max(py, 0.0), h - 1.0)
+            x0, y0 = math.floor(px), math.floor(py)
+            for ty, wy in ((y0, 1 - (py - y0)), (y0 + 1, py - y0)):
+                for tx, wx in ((x0, 1 - (px - x0)), (x0 + 1, px - x0)):
+                    if 0 <= ty < h and 0 <= tx < w:
+                        out[:, row, col] += wy * wx * x[:, ty, tx]
+    return out
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+def test_flow_warp_equals_naive_bilinear_sampling(padding_mode: str) -> None:
+    """Random sub-pixel flows reaching 3 px beyond the borders, against the per-pixel formula."""
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 7, 9))
+    flow = rng.uniform(-3.0, 3.0, (2, 7, 9, 2))
+    got = flow_warp(torch.from_numpy(x), torch.from_numpy(flow), padding_mode=padding_mode).numpy()
+    want = np.stack([naive_flow_warp(x[i], flow[i], padding_mode) for i in range(2)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_flow_warp_integer_flow_is_a_shift() -> None:
+    """dx = 2, dy = -1: out[y, x] = in[y - 1, x + 2], zeros from outside (dx is channel 0)."""
+    x = torch.arange(2 * 5 * 6, dtype=torch.float64).view(1, 2, 5, 6)
+    flow = torch.zeros(1, 5, 6, 2, dtype=torch.float64)
+    flow[..., 0], flow[..., 1] = 2.0, -1.0
+    want = torch.zeros_like(x)
+    want[:, :, 1:, :4] = x[:, :, :4, 2:]
+    torch.testing.assert_close(flow_warp(x, flow), want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(flow_warp(x, flow, interp_mode="nearest"), want, rtol=0, atol=0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import decode_core_fixture
+from helpers import decode_core_fixture, parity_folders
 from vsrt.data import (
     EnlargedSampler,
     augment,
@@ -25,7 +25,6 @@ from vsrt.data import (
 
 REPO = Path(__file__).resolve().parents[1]
 VENDORED = REPO / "tests" / "fixtures" / "parity" / "core"
-SHARED = REPO.parent / "shared" / "parity" / "core"
 FUNCTIONS = {
     "duf_downsample": duf_downsample,
     "generate_frame_indices": generate_frame_indices,
@@ -36,12 +35,12 @@ FUNCTIONS = {
 
 def _parity_cases():
     cases = []
-    for folder in (VENDORED, SHARED):
+    for tag, folder in parity_folders("core"):
         for name in FUNCTIONS:
             path = folder / f"{name}.pt"
             if path.is_file():
                 for case in torch.load(path, weights_only=True):
-                    cases.append(pytest.param(name, case, id=f"{folder.parent.parent.name}:{case['id']}"))
+                    cases.append(pytest.param(name, case, id=f"{tag}:{case['id']}"))
     return cases
 
 

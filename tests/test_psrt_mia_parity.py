@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import golden_view, parity_cases
 from vsrt.archs import build_network
 from vsrt.archs.flow.warp import patch_align_warp
 from vsrt.archs.iia_vsr_arch import IIAVSR
@@ -22,19 +23,7 @@ from vsrt.archs.mia_vsr_arch import MIAVSR
 from vsrt.archs.psrt_recurrent_arch import BasicRecurrentSwin
 
 FAMILIES = {"psrt_recurrent": BasicRecurrentSwin, "mia_vsr": MIAVSR, "iia_vsr": IIAVSR}
-VENDORED = Path(__file__).resolve().parent / "fixtures" / "parity"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "parity"
-
-
-def parity_cases() -> list:
-    cases, seen = [], set()
-    for root in (VENDORED, SHARED):
-        for family in FAMILIES:
-            for path in sorted((root / family).glob("*.pt")) if (root / family).is_dir() else []:
-                if path.name not in seen:  # vendored files are copies of shared ones
-                    seen.add(path.name)
-                    cases.append(pytest.param(family, path, id=f"{root.name}/{path.stem}"))
-    return cases
+CASES = [pytest.param(family, path, id=case_id) for family in FAMILIES for case_id, path in parity_cases(family)]
 
 
 def build_case_model(family: str, case: dict) -> torch.nn.Module:
@@ -55,7 +44,7 @@ def clip(n: int = 1, t: int = 3, h: int = 16, w: int = 16, seed: int = 1) -> tor
     return torch.rand(n, t, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize(("family", "path"), parity_cases())
+@pytest.mark.parametrize(("family", "path"), CASES)
 def test_parity_with_official_fixture(family: str, path: Path) -> None:
     case = torch.load(path, map_location="cpu", weights_only=True)
     model = build_case_model(family, case)
@@ -65,6 +54,7 @@ def test_parity_with_official_fixture(family: str, path: Path) -> None:
         else:
             out, masks = model(*case["inputs"].values()), None
     want = case["outputs"]["out"]
+    out = golden_view(out, case)
     assert out.shape == want.shape
     err = (out.double() - want.double()).abs().max().item()
     assert err <= case["atol"], f"max abs err {err:.3g} > atol {case['atol']}"

@@ -8,18 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import parity_folders
 from vsrt.data.arbitrary_scale import arbitrary_scale_downsample, as_mod_crop, cal_step, lr_size, matlab_bicubic_resize
 
-VENDORED = Path(__file__).resolve().parent / "fixtures" / "parity" / "savsr_resize"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "parity" / "savsr_resize"
-CASES = sorted(VENDORED.glob("*.pt")) + (sorted(SHARED.glob("*.pt")) if SHARED.is_dir() else [])
+CASES = [pytest.param(path, id=f"{tag}/{path.stem}")
+         for tag, folder in parity_folders("savsr_resize") for path in sorted(folder.glob("*.pt"))]
 
 
-def case_id(path: Path) -> str:
-    return f"shared/{path.stem}" if path.parent == SHARED else path.stem
-
-
-@pytest.mark.parametrize("path", CASES, ids=[case_id(p) for p in CASES])
+@pytest.mark.parametrize("path", CASES)
 def test_resize_parity(path: Path) -> None:
     case = torch.load(path, map_location="cpu", weights_only=True)
     scale = case["scale"]

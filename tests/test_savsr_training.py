@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from helpers import REPO_ROOT, SHARED_PARITY, make_clips, set_options, write_options
+from helpers import REPO_ROOT, make_clips, parity_folders, set_options, write_options
 from vsrt import train
 from vsrt.archs import ARCH_REGISTRY, check_network_options
 from vsrt.archs.savsr_arch import SAVSR
@@ -29,13 +29,10 @@ from vsrt.models import build_model
 from vsrt.options import load_options, load_yaml
 
 TINY_OPTIONS = REPO_ROOT / "options" / "train" / "SAVSR" / "train_SAVSR_tiny_cpu.yml"
-VENDORED_RESIZE = Path(__file__).resolve().parent / "fixtures" / "parity" / "savsr_resize"
-SHARED_RESIZE = SHARED_PARITY / "savsr_resize"
 
 
 def resize_cases(pipeline: str) -> list[Path]:
-    paths = sorted(VENDORED_RESIZE.glob("*.pt"))
-    paths += sorted(SHARED_RESIZE.glob("*.pt")) if SHARED_RESIZE.is_dir() else []
+    paths = [path for _, folder in parity_folders("savsr_resize") for path in sorted(folder.glob("*.pt"))]
     return [p for p in paths if torch.load(p, weights_only=True)["pipeline"] == pipeline]
 
 

@@ -9,23 +9,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from helpers import VENDORED_PARITY, golden_view, parity_cases
 from vsrt.archs import build_network
 from vsrt.archs.flow.spynet import SpyNet
 from vsrt.archs.vrt.inference import test_video as vrt_test_video
 from vsrt.archs.vrt.vrt_arch import OFFICIAL_CONFIGS, VRT, conv_1x3x3
 
-VENDORED = Path(__file__).resolve().parent / "fixtures" / "parity" / "vrt"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "parity" / "vrt"
-
-
-def parity_cases() -> list:
-    cases, seen = [], set()
-    for root in (VENDORED, SHARED):
-        for path in sorted(root.glob("*.pt")) if root.is_dir() else []:
-            if path.name not in seen:  # vendored files are copies of shared ones
-                seen.add(path.name)
-                cases.append(pytest.param(path, id=f"{root.parent.parent.name}/{path.stem}"))
-    return cases
+VENDORED = VENDORED_PARITY / "vrt"
+CASES = [pytest.param(path, id=case_id) for case_id, path in parity_cases("vrt")]
 
 
 def load_case(path: Path) -> tuple[dict, VRT]:
@@ -44,7 +35,7 @@ def clip(t: int = 2, c: int = 3, h: int = 40, w: int = 40, seed: int = 1) -> tor
     return torch.rand(1, t, c, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("path", parity_cases())
+@pytest.mark.parametrize("path", CASES)
 def test_parity_with_official_fixture(path: Path) -> None:
     case, model = load_case(path)
     with torch.no_grad():
@@ -54,6 +45,7 @@ def test_parity_with_official_fixture(path: Path) -> None:
         else:
             out = model(*case["inputs"].values(), **case["forward_kwargs"])
     want = case["outputs"]["out"]
+    out = golden_view(out, case)
     assert out.shape == want.shape
     err = (out - want).abs()
     assert bool((err <= case["atol"] + case["rtol"] * want.abs()).all()), f"max abs err {err.max():.3g}"
