@@ -1,0 +1,306 @@
+"""Mutation check: plant small deliberate bugs, one at a time, and check that the tests catch each one.
+
+    python scripts/mutation_check.py                 # every mutant against its targeted tests
+    python scripts/mutation_check.py --only ema-alpha sampler-epoch-seed
+    python scripts/mutation_check.py --full          # every mutant against the whole suite (slow)
+    python scripts/mutation_check.py --list          # names and descriptions only
+
+The working tree (without .git, .perf, caches and experiment outputs) is copied once into a new
+temporary folder whose parent holds no ``shared`` folder, and the tests run there with
+``VSRT_NO_SHARED=1``: the result is what a user's clone sees, golden checks from ``tests/fixtures``
+only. The targeted tests first run unmutated (a failure there makes every result meaningless and
+stops the check); then each mutant is applied to its file, its tests run (``pytest -x``), and the
+file is restored. A mutant is *killed* when the tests fail, *survives* when they pass. Exit status
+1 when a mutant survives or a snippet no longer matches the code. The list is checked by
+``tests/test_mutation_check.py`` (every original snippet occurs exactly once), so it cannot rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COPY_IGNORE = shutil.ignore_patterns(".git", ".perf", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache",
+                                     ".benchmarks", "*.egg-info", "experiments", "results", "tb_logger",
+                                     "datasets", "demo_output", "build", "dist")
+
+METRICS = ("tests/test_core_parity.py", "tests/test_metrics.py")
+MECHANICS = ("tests/test_training_mechanics.py",)
+SAFETY = ("tests/test_checkpoint_safety.py",)
+MIA = ("tests/test_psrt_mia_parity.py",)
+VRT = ("tests/test_vrt.py",)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    original: str  # must occur exactly once in the file
+    replacement: str
+    description: str
+    tests: tuple[str, ...]  # pytest files or node ids, relative to the repository root
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    # ---------------------------------------------------------------- metrics and colour
+    Mutant("psnr-mae", "vsrt/metrics/psnr_ssim.py", "mse = np.mean((img - img2) ** 2)",
+           "mse = np.mean(np.abs(img - img2))", "PSNR from the mean absolute error", METRICS),
+    Mutant("ssim-c2", "vsrt/metrics/psnr_ssim.py", "_SSIM_C2 = (0.03 * 255) ** 2",
+           "_SSIM_C2 = (0.02 * 255) ** 2", "SSIM constant K2 = 0.02", METRICS),
+    Mutant("y-channel-order", "vsrt/utils/color.py", "_BGR_TO_Y = np.ascontiguousarray(_BGR_TO_YCBCR[:, 0])",
+           "_BGR_TO_Y = np.ascontiguousarray(_RGB_TO_YCBCR[:, 0])", "Y of a BGR image with RGB weights",
+           METRICS),
+    Mutant("crop-border-rows-only", "vsrt/metrics/psnr_ssim.py",
+           "img = img[crop_border:-crop_border, crop_border:-crop_border, ...]",
+           "img = img[crop_border:-crop_border, :, ...]", "crop_border crops rows only", METRICS),
+    Mutant("charbonnier-eps-outside", "vsrt/losses/basic_loss.py",
+           "return torch.sqrt((pred - target) ** 2 + self.eps)", "return torch.sqrt((pred - target) ** 2) + self.eps",
+           "Charbonnier eps added outside the square root", METRICS),
+    # ---------------------------------------------------------------- MATLAB imresize
+    Mutant("imresize-no-antialias", "vsrt/utils/matlab_resize.py", "widen = scale < 1 and antialiasing",
+           "widen = scale < 1 and not antialiasing", "antialiasing switched off when downscaling", METRICS),
+    Mutant("imresize-cubic-a", "vsrt/utils/matlab_resize.py", "inner = (1.5 * absx3 - 2.5 * absx2 + 1)",
+           "inner = (1.4 * absx3 - 2.4 * absx2 + 1)", "cubic kernel with a = -0.4 inside |x| <= 1", METRICS),
+    Mutant("imresize-mirror", "vsrt/utils/matlab_resize.py",
+           "return torch.where(index >= length, period - 1 - index, index)",
+           "return torch.where(index >= length, period - index, index)", "whole-sample instead of half-sample "
+           "symmetric border", METRICS),
+    # ---------------------------------------------------------------- warping
+    Mutant("flow-warp-normalisation", "vsrt/archs/flow/warp.py",
+           "norm_x = 2.0 * position[..., 0] / max(w - 1, 1) - 1.0",
+           "norm_x = 2.0 * position[..., 0] / max(w, 1) - 1.0", "flow_warp normalises x by w, not w - 1",
+           METRICS),
+    Mutant("flow-warp-align-corners", "vsrt/archs/flow/warp.py",
+           'padding_mode: str = "zeros", align_corners: bool = True)',
+           'padding_mode: str = "zeros", align_corners: bool = False)', "flow_warp with align_corners=False",
+           METRICS),
+    Mutant("flow-warp-padding", "vsrt/archs/flow/warp.py", 'padding_mode: str = "zeros", align_corners',
+           'padding_mode: str = "border", align_corners', "flow_warp pads with the border, not zeros", METRICS),
+    Mutant("patch-align-rounding", "vsrt/archs/flow/warp.py",
+           'out = F.grid_sample(x.to(work_dtype), grid_norm, mode="nearest"',
+           'out = F.grid_sample(x.to(work_dtype), grid_norm, mode="bilinear"',
+           "patch alignment interpolates instead of moving whole pixels", MIA),
+    # ---------------------------------------------------------------- windows and attention
+    Mutant("shift-mask-regions", "vsrt/archs/layers/window.py",
+           "cuts = [(slice(-ws), slice(-ws, -s), slice(-s, None))",
+           "cuts = [(slice(-ws), slice(-ws, -s + 1), slice(-s + 1, None))",
+           "shifted-window regions cut one position late", VRT + MIA),
+    Mutant("relative-position-sign", "vsrt/archs/layers/window.py",
+           "rel = queries[:, :, None] - keys[:, None, :]", "rel = keys[:, None, :] - queries[:, :, None]",
+           "relative position as key - query", VRT + MIA),
+    Mutant("vrt-mutual-query", "vsrt/archs/vrt/tmsa.py", "frame1_aligned = attend(q2, k1, v1",
+           "frame1_aligned = attend(q1, k1, v1", "VRT mutual attention: frame 1 queries itself", VRT),
+    Mutant("vrt-sr-skip", "vsrt/archs/vrt/vrt_arch.py",
+           'skip = F.interpolate(lq, size=out.shape[2:], mode="trilinear", align_corners=False)',
+           'skip = F.interpolate(lq, size=out.shape[2:], mode="trilinear", align_corners=True)',
+           "VRT SR head: skip connection upsampled with align_corners=True", VRT),
+    # ---------------------------------------------------------------- architectures
+    Mutant("basicvsr-skip", "vsrt/archs/basicvsr_arch.py",
+           'base = F.interpolate(lq, scale_factor=4, mode="bilinear", align_corners=False)',
+           'base = F.interpolate(lq, scale_factor=4, mode="bicubic", align_corners=False)',
+           "BasicVSR skip connection upsampled bicubically", ("tests/test_registry.py",)),
+    Mutant("psrt-neighbour-order", "vsrt/archs/psrt_recurrent_arch.py",
+           "cond = torch.stack([aligned_1, current, aligned_2], dim=1)",
+           "cond = torch.stack([aligned_2, current, aligned_1], dim=1)",
+           "PSRT: first- and second-order neighbours swapped", MIA),
+    Mutant("mia-mask-threshold", "vsrt/archs/mia_vsr_arch.py",
+           "return (torch.sigmoid(logit / temperature) >= 0.5).to(logit.dtype)",
+           "return (torch.sigmoid(logit / temperature) >= 0.6).to(logit.dtype)",
+           "MIA-VSR keeps a token only above probability 0.6 at test time", MIA),
+    Mutant("iia-release-order", "vsrt/archs/iia_vsr_arch.py", "visit = list(range(num_frames - 1, -1, -1))",
+           "visit = list(range(num_frames))", "IIA-VSR release order visits frames forwards", MIA),
+    Mutant("savsr-scale-axes", "vsrt/archs/savsr/scale.py",
+           "return round(height * scale_h), round(width * scale_w)",
+           "return round(height * scale_w), round(width * scale_h)", "SAVSR output size with the scales swapped",
+           ("tests/test_savsr.py",)),
+    Mutant("savsr-grid-axis", "vsrt/archs/savsr/upsample.py",
+           "grid_x = (torch.arange(out_w, dtype=offset.dtype, device=offset.device) + 0.5) / scale[1] - 0.5",
+           "grid_x = (torch.arange(out_w, dtype=offset.dtype, device=offset.device) + 0.5) / scale[0] - 0.5",
+           "SAVSR samples columns with the vertical scale", ("tests/test_savsr.py",)),
+    # ---------------------------------------------------------------- tiling
+    Mutant("tile-overlap-ignored", "vsrt/archs/tiling.py",
+           "return list(range(0, length - tile, tile - overlap)) + [max(0, length - tile)]",
+           "return list(range(0, length - tile, tile)) + [max(0, length - tile)]", "tiles placed without overlap",
+           ("tests/test_tiling.py",)),
+    Mutant("tile-blend-floor", "vsrt/archs/tiling.py", "bottom = -(-ov_h // 2) if row != rows[-1] else 0",
+           "bottom = ov_h // 2 if row != rows[-1] else 0", "tile blending drops floor(o/2) at the bottom, "
+           "not ceil(o/2)", ("tests/test_tiling.py",)),
+    Mutant("temporal-chunks-summed", "vsrt/archs/tiling.py",
+           "yield pending[:, :done] / counts[:done].view(1, -1, 1, 1, 1)", "yield pending[:, :done]",
+           "overlapping temporal chunks summed, not averaged", ("tests/test_tiling.py",)),
+    # ---------------------------------------------------------------- data
+    Mutant("augment-unpaired", "vsrt/data/data_util.py",
+           "results = augment(img_lqs + img_gts, use_hflip, use_rot)",
+           "results = augment(img_lqs, use_hflip, use_rot) + augment(img_gts, use_hflip, use_rot)",
+           "LQ and GT frames flipped/rotated by separate draws", ("tests/test_data_core.py",
+                                                                  "tests/test_data_datasets.py")),
+    Mutant("crop-gt-corner", "vsrt/data/transforms.py", "top_gt, left_gt = top * scale, left * scale",
+           "top_gt, left_gt = left * scale, top * scale", "GT crop corner with rows and columns swapped",
+           ("tests/test_data_core.py",)),
+    Mutant("sampler-epoch-seed", "vsrt/data/data_sampler.py", "generator.manual_seed(self.epoch)",
+           "generator.manual_seed(0)", "the same sample order in every epoch", MECHANICS),
+    Mutant("sampler-floor", "vsrt/data/data_sampler.py",
+           "self.num_samples = math.ceil(len(dataset) * ratio / num_replicas)",
+           "self.num_samples = len(dataset) * ratio // num_replicas", "uneven epochs drop samples instead of "
+           "padding", MECHANICS),
+    Mutant("seed-by-index", "vsrt/data/resumable.py",
+           "yield int(index), sample_seed(self.seed, self.epoch, self.rank, position)",
+           "yield int(index), sample_seed(self.seed, self.epoch, self.rank, int(index))",
+           "per-sample seed from the dataset index, not the position", MECHANICS),
+    Mutant("seed-without-rank", "vsrt/data/resumable.py",
+           "np.random.SeedSequence([seed, epoch, rank, position])", "np.random.SeedSequence([seed, epoch, position])",
+           "ranks share per-sample seeds", MECHANICS),
+    Mutant("resume-skip-off-by-one", "vsrt/data/resumable.py", "if position >= skip:", "if position > skip:",
+           "a resumed epoch repeats nothing but skips one sample too few", MECHANICS),
+    # ---------------------------------------------------------------- training loop
+    Mutant("resume-skip-batches", "vsrt/train.py", "sampler.skip_next(skip_batches * loader.batch_size)",
+           "sampler.skip_next(skip_batches)", "resume skips batches counted as samples",
+           ("tests/test_training_mechanics.py::test_resume_in_the_middle_of_an_epoch_matches_the_uninterrupted_run",)),
+    Mutant("resume-batch-count", "vsrt/train.py", "enumerate(loader, start=first_batch + 1)",
+           "enumerate(loader, start=1)", "the batch position saved after a resume restarts at 1",
+           ("tests/test_training_mechanics.py::test_resume_in_the_middle_of_an_epoch_matches_the_uninterrupted_run",)),
+    Mutant("ema-alpha", "vsrt/models/base_model.py", "add_(params[name].detach(), alpha=1 - self.ema_decay)",
+           "add_(params[name].detach(), alpha=self.ema_decay)", "EMA weights new parameters by the decay",
+           MECHANICS),
+    Mutant("ema-before-step", "vsrt/models/base_model.py",
+           "self.scaler.step(self.optimizer_g)\n        self.scaler.update()\n        self.update_ema()",
+           "self.update_ema()\n        self.scaler.step(self.optimizer_g)\n        self.scaler.update()",
+           "EMA updated before the optimizer step", MECHANICS),
+    Mutant("warmup-off-by-one", "vsrt/models/base_model.py", "if current_iter < warmup_iter:",
+           "if current_iter <= warmup_iter:", "warm-up applied one iteration too long", MECHANICS),
+    Mutant("grad-clip-by-value", "vsrt/models/base_model.py",
+           "torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(clip))",
+           "torch.nn.utils.clip_grad_value_(self.net_g.parameters(), float(clip))",
+           "grad_clip clips values instead of the global norm", MECHANICS),
+    Mutant("cosine-restart-offset", "vsrt/models/lr_scheduler.py",
+           "progress = (self.last_epoch - start) / self.periods[index]",
+           "progress = self.last_epoch / self.periods[index]", "cosine periods after a restart start mid-curve",
+           METRICS),
+    Mutant("multistep-repeated-milestone", "vsrt/models/lr_scheduler.py",
+           "decay = self.gamma ** self.milestones[self.last_epoch]", "decay = self.gamma",
+           "a milestone listed twice decays once", METRICS + MECHANICS),
+    # ---------------------------------------------------------------- checkpoints
+    Mutant("checkpoint-temp-left", "vsrt/utils/checkpoint.py",
+           "        with contextlib.suppress(FileNotFoundError):\n            os.remove(tmp)\n        raise",
+           "        raise", "a failed write leaves its temporary file", SAFETY),
+    Mutant("checkpoint-temp-elsewhere", "vsrt/utils/checkpoint.py",
+           'suffix=".tmp", dir=path.parent)', 'suffix=".tmp")',
+           "temporary file in the system temp folder (rename not atomic across file systems)", SAFETY),
+    Mutant("checkpoint-no-fsync", "vsrt/utils/checkpoint.py",
+           "            handle.flush()\n            os.fsync(handle.fileno())\n",
+           "            handle.flush()\n", "published before the data reach the disk", SAFETY),
+)
+
+
+def check_applies(root: Path, mutants: tuple[Mutant, ...] = MUTANTS) -> list[str]:
+    """Problems with the list against the tree at ``root`` (empty when every mutant applies cleanly)."""
+    problems = []
+    names = [m.name for m in mutants]
+    problems += [f"duplicate mutant name {n}" for n in sorted({n for n in names if names.count(n) > 1})]
+    for mutant in mutants:
+        path = root / mutant.path
+        if not path.is_file():
+            problems.append(f"{mutant.name}: {mutant.path} does not exist")
+            continue
+        count = path.read_text(encoding="utf-8").count(mutant.original)
+        if count != 1:
+            problems.append(f"{mutant.name}: original snippet found {count} times in {mutant.path}")
+        if mutant.original == mutant.replacement:
+            problems.append(f"{mutant.name}: the replacement equals the original")
+        problems += [f"{mutant.name}: test file {t.split('::')[0]} does not exist"
+                     for t in mutant.tests if not (root / t.split("::")[0]).is_file()]
+    return problems
+
+
+def copy_tree(source: Path, parent: Path) -> Path:
+    """Copy the working tree to ``parent/repo``; ``parent`` must not hold a ``shared`` folder."""
+    if (parent / "shared").exists():
+        raise RuntimeError(f"{parent / 'shared'} exists: the copy would see the shared fixtures")
+    target = parent / "repo"
+    shutil.copytree(source, target, ignore=COPY_IGNORE, symlinks=True)
+    return target
+
+
+def run_tests(root: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
+    """``(passed | failed | timeout, seconds, output tail)`` of pytest on ``tests`` in ``root``."""
+    env = {**os.environ, "VSRT_NO_SHARED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(root),
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
+                                check=False)
+    except subprocess.TimeoutExpired as err:
+        return "timeout", time.perf_counter() - start, str(err.stdout or "")[-2000:]
+    status = "passed" if result.returncode == 0 else "failed"
+    return status, time.perf_counter() - start, (result.stdout + result.stderr)[-2000:]
+
+
+def apply_and_test(root: Path, mutant: Mutant, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
+    """Apply ``mutant`` in ``root``, run ``tests``, restore the file; ``(killed | survived | timeout, s)``."""
+    path = root / mutant.path
+    original = path.read_text(encoding="utf-8")
+    path.write_text(original.replace(mutant.original, mutant.replacement, 1), encoding="utf-8")
+    try:
+        status, seconds, _ = run_tests(root, tests, timeout)
+    finally:
+        path.write_text(original, encoding="utf-8")
+    return {"failed": "killed", "passed": "survived"}.get(status, status), seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    parser.add_argument("--full", action="store_true", help="run the whole suite for every mutant")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per test run (default 600)")
+    args = parser.parse_args(argv)
+
+    mutants = MUTANTS
+    if args.only:
+        unknown = sorted(set(args.only) - {m.name for m in MUTANTS})
+        if unknown:
+            parser.error(f"unknown mutant(s): {', '.join(unknown)}")
+        mutants = tuple(m for m in MUTANTS if m.name in args.only)
+    if args.list:
+        for mutant in mutants:
+            print(f"{mutant.name:30s} {mutant.path}: {mutant.description}")
+        return 0
+    problems = check_applies(REPO_ROOT, mutants)
+    if problems:
+        print("The mutation list does not match the code:\n  " + "\n  ".join(problems))
+        return 1
+
+    with tempfile.TemporaryDirectory(prefix="vsrt_mutation_") as parent:
+        root = copy_tree(REPO_ROOT, Path(parent))
+        baseline = ("tests",) if args.full else tuple(dict.fromkeys(t for m in mutants for t in m.tests))
+        status, seconds, tail = run_tests(root, baseline, args.timeout * 3)
+        print(f"baseline (unmutated, {len(baseline)} test targets): {status} in {seconds:.0f} s", flush=True)
+        if status != "passed":
+            print(tail)
+            return 1
+        rows = []
+        for mutant in mutants:
+            result, seconds = apply_and_test(root, mutant, ("tests",) if args.full else mutant.tests, args.timeout)
+            rows.append((mutant, result, seconds))
+            print(f"{result:8s} {seconds:6.0f} s  {mutant.name}: {mutant.description}", flush=True)
+
+    survivors = [m.name for m, result, _ in rows if result != "killed"]
+    print("\n| mutant | file | bug | result |\n|---|---|---|---|")
+    for mutant, result, seconds in rows:
+        print(f"| `{mutant.name}` | `{mutant.path}` | {mutant.description} | {result} ({seconds:.0f} s) |")
+    print(f"\n{len(rows) - len(survivors)} of {len(rows)} mutants killed"
+          + (f"; not killed: {', '.join(survivors)}" if survivors else ""))
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
