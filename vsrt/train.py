@@ -142,9 +142,15 @@ def train(args: argparse.Namespace) -> str:
 
     train_opt, logger_opt, val_opt = opt["train"], opt.get("logger") or {}, opt.get("val") or {}
     total_iter = int(train_opt["total_iter"])
+    # train.accumulate_grad: one iteration (optimizer step, schedule step) takes that many batches
+    accumulate = int(train_opt.get("accumulate_grad") or 1)
+    if iters_per_epoch < accumulate:
+        raise ValueError(f"train.accumulate_grad: {accumulate} batches per step, but an epoch has only "
+                         f"{iters_per_epoch} batches per process")
+    iters_per_epoch //= accumulate  # an epoch's last batches that do not fill a step are dropped
     total_epochs = math.ceil(total_iter / iters_per_epoch)
-    logger.info("Training: %d iterations per epoch, %d epochs, %d iterations",
-                iters_per_epoch, total_epochs, total_iter)
+    logger.info("Training: %d iterations per epoch (%d batch(es) each), %d epochs, %d iterations",
+                iters_per_epoch, accumulate, total_epochs, total_iter)
 
     from vsrt.models import build_model
 
@@ -173,14 +179,18 @@ def train(args: argparse.Namespace) -> str:
             first_batch, skip_batches = skip_batches, 0
             data_timer.restart()
             iter_timer.restart()
+            micro_batches = []
             for batch_in_epoch, batch in enumerate(loader, start=first_batch + 1):
+                micro_batches.append(batch)
+                if len(micro_batches) < accumulate:
+                    continue
                 data_timer.tick()
                 current_iter += 1
                 if current_iter > total_iter:
                     break
                 model.update_learning_rate(current_iter, warmup_iter)
-                model.feed_data(batch)
-                model.optimize_parameters(current_iter)
+                model.train_step(micro_batches, current_iter)
+                micro_batches = []
                 iter_timer.tick()
                 if current_iter % print_freq == 0:
                     message_logger({"epoch": epoch, "iter": current_iter,

@@ -9,8 +9,10 @@ the architectures.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,13 +180,36 @@ class BaseModel:
         for name, ema_param in self.net_g_ema.named_parameters():
             ema_param.mul_(self.ema_decay).add_(params[name].detach(), alpha=1 - self.ema_decay)
 
-    def step_optimizer(self, loss: torch.Tensor, current_iter: int) -> None:
-        """Backward (scaled under fp16), optional clipping, optimizer step, EMA."""
+    def train_step(self, batches: Sequence[dict[str, Any]], current_iter: int) -> None:
+        """One optimizer step from ``len(batches)`` micro-batches (``train.accumulate_grad``).
+
+        Each micro-batch's loss is divided by their number, so N micro-batches of ``b`` samples
+        update the weights as one batch of ``N * b`` would (for networks without batch statistics).
+        Under DDP the gradients are all-reduced only in the last micro-step's backward (``no_sync``
+        around the others, forward included, as DDP requires).
+        """
+        for index, batch in enumerate(batches):
+            self.feed_data(batch)
+            last = index == len(batches) - 1
+            no_sync = getattr(self.net_g, "no_sync", None)  # DistributedDataParallel
+            with contextlib.nullcontext() if last or no_sync is None else no_sync():
+                self.optimize_parameters(current_iter, micro_step=index, micro_steps=len(batches))
+
+    def backward(self, loss: torch.Tensor, current_iter: int) -> None:
+        """Backward of ``loss`` (scaled under fp16); a non-finite loss stops training."""
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"Non-finite loss ({loss.item()}) at iteration {current_iter}: training stopped. "
                 "Lower the learning rate, check the data, or use precision fp32/bf16.")
         self.scaler.scale(loss).backward()
+
+    def step_optimizer(self, loss: torch.Tensor, current_iter: int) -> None:
+        """Backward (scaled under fp16), optional clipping, optimizer step, EMA."""
+        self.backward(loss, current_iter)
+        self.optimizer_step()
+
+    def optimizer_step(self) -> None:
+        """Optional clipping of the accumulated gradients, optimizer step, EMA."""
         clip = self.opt["train"].get("grad_clip")
         if clip:
             self.scaler.unscale_(self.optimizer_g)

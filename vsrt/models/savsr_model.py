@@ -81,8 +81,8 @@ class ASVSRModel(VideoRecurrentModel):
     def forward_train(self) -> torch.Tensor:
         return self.net_g(self.lq, scale=self.scale)
 
-    def optimize_parameters(self, current_iter: int) -> None:
-        super().optimize_parameters(current_iter)
+    def optimize_parameters(self, current_iter: int, micro_step: int = 0, micro_steps: int = 1) -> None:
+        super().optimize_parameters(current_iter, micro_step, micro_steps)
         self.log_dict["scale_h"], self.log_dict["scale_w"] = self.scale
 
     @torch.no_grad()

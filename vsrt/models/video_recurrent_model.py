@@ -64,9 +64,17 @@ class VideoRecurrentModel(BaseModel):
 
     def init_training_settings(self) -> None:
         train_opt = self.opt["train"]
-        if not train_opt.get("pixel_opt"):
-            raise ValueError(f"{self.opt.get('opt_path', 'options')}: train.pixel_opt is required")
-        self.cri_pix = build_loss(train_opt["pixel_opt"]).to(self.device)
+        if not (train_opt.get("pixel_opt") or train_opt.get("perceptual_opt")):
+            raise ValueError(f"{self.opt.get('opt_path', 'options')}: train.pixel_opt (or train.perceptual_opt) "
+                             "is required")
+        self.cri_pix = build_loss(train_opt["pixel_opt"]).to(self.device) if train_opt.get("pixel_opt") else None
+        self.cri_perceptual = None
+        if train_opt.get("perceptual_opt"):
+            try:
+                self.cri_perceptual = build_loss(train_opt["perceptual_opt"]).to(self.device)
+            except (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError) as err:
+                message = err.args[0] if isinstance(err, KeyError) else str(err)
+                raise type(err)(f"{self.opt.get('opt_path', 'options')}: train.perceptual_opt: {message}") from err
         self.fix_flow_iter = int(train_opt.get("fix_flow") or 0)
         self._flow_frozen: bool | None = None
         super().init_training_settings()
@@ -90,10 +98,12 @@ class VideoRecurrentModel(BaseModel):
         if frozen == self._flow_frozen:
             return
         self._flow_frozen = frozen
-        for name, param in unwrap_model(self.net_g).named_parameters():
-            if any(k in name for k in self.flow_param_keywords):
-                param.requires_grad_(not frozen)
-        self.logger.info("%s the flow network at iteration %d", "Freeze" if frozen else "Train", current_iter)
+        flow_params = [param for name, param in unwrap_model(self.net_g).named_parameters()
+                       if any(k in name for k in self.flow_param_keywords)]
+        for param in flow_params:
+            param.requires_grad_(not frozen)
+        if flow_params:  # a network without a flow network (SAVSR, VRT for interpolation) has nothing to say
+            self.logger.info("%s the flow network at iteration %d", "Freeze" if frozen else "Train", current_iter)
 
     # statistics of the last training step that are not losses (kept_ratio); set by compute_losses
     train_stats: Mapping[str, float] = MappingProxyType({})
@@ -129,7 +139,12 @@ class VideoRecurrentModel(BaseModel):
         masks = None
         if isinstance(output, tuple):  # (clip, masks); masks is None without mask prediction
             output, masks = output
-        losses = {"l_pix": self.cri_pix(output.float(), self.gt)}
+        losses = {}
+        if self.cri_pix is not None:
+            losses["l_pix"] = self.cri_pix(output.float(), self.gt)
+        if self.cri_perceptual is not None:  # VGG features of every frame
+            perceptual, style = self.cri_perceptual(output.float(), self.gt)
+            losses.update({k: v for k, v in (("l_percep", perceptual), ("l_style", style)) if v is not None})
         self.train_stats = {}
         if masks is not None:
             losses["l_spa"] = self.cri_sparsity(masks)
@@ -138,15 +153,28 @@ class VideoRecurrentModel(BaseModel):
             self.train_stats = {"kept_ratio": float(ratio)}
         return losses
 
-    def optimize_parameters(self, current_iter: int) -> None:
+    def optimize_parameters(self, current_iter: int, micro_step: int = 0, micro_steps: int = 1) -> None:
+        """Forward and backward of the fed batch; the optimizer steps after the last of ``micro_steps``.
+
+        With ``micro_steps > 1`` (``train.accumulate_grad``) the loss is divided by ``micro_steps``
+        and the logged values are the means over the micro-steps (see :meth:`train_step`).
+        """
         self.set_flow_frozen(current_iter)
-        self.optimizer_g.zero_grad(set_to_none=True)
+        if micro_step == 0:
+            self.optimizer_g.zero_grad(set_to_none=True)
+            self._micro_sums: dict[str, torch.Tensor] = {}
         with self.precision.autocast():
             output = self.forward_train()
         losses = self.compute_losses(output)
         total = sum(losses.values())
-        self.step_optimizer(total, current_iter)
-        self.log_dict = OrderedDict((k, float(v.detach())) for k, v in losses.items())
+        self.backward(total / micro_steps if micro_steps > 1 else total, current_iter)
+        for key, value in {**losses, **self.train_stats}.items():
+            self._micro_sums[key] = self._micro_sums.get(key, 0) + torch.as_tensor(value).detach().float()
+        if micro_step < micro_steps - 1:
+            return
+        self.optimizer_step()
+        self.log_dict = OrderedDict((k, float(self._micro_sums[k]) / micro_steps) for k in losses)
+        self.train_stats = {k: float(self._micro_sums[k]) / micro_steps for k in self.train_stats}
         if self.world_size > 1:
             values = torch.tensor(list(self.log_dict.values()), device=self.device)
             values = all_reduce_sum(values) / self.world_size
