@@ -1,0 +1,456 @@
+"""Seconds per frame and peak memory of every architecture, optionally side by side with the official code.
+
+    python scripts/benchmark.py                                        # REDS LR 180x320, fp32, every row
+    python scripts/benchmark.py --device cpu --size 64 64 --frames 4 --precision fp32 bf16
+    python scripts/benchmark.py --only psrt vrt6 --compile             # compiled and eager rows
+    python scripts/benchmark.py --official-ref .perf/ref --official-helper .perf/official.py --repeat 2
+
+Rows (official REDS configurations; the zoo presets): BasicVSR, PSRT-recurrent, MIA-VSR in each mask mode
+(and without masks), IIA-VSR, VRT (6-frame REDS model through the tiled ``test_video`` with the official
+REDS tiles [40, 128, 128], overlap [2, 20, 20]) and SAVSR (7 frames -> the centre frame at x4). Each row
+runs per ``--precision`` and, with ``--compile``, both eager and compiled.
+
+What is measured, exactly:
+
+* every measurement is a fresh subprocess (``--child``), so runs do not share caches, allocator pools or
+  imports: it builds the network, loads the row's weights with ``strict=True`` (the first process of a
+  row writes its seeded random initialisation, so official and vsrt see the same weights), runs
+  ``--warmup`` untimed passes and ``--runs`` timed ones on the same clip (uint8, a smooth random image
+  panned one pixel per frame, or ``--clip``), under ``torch.no_grad`` and, for bf16 / fp16,
+  ``torch.autocast``;
+* s/frame: the median over all timed passes of all rounds, divided by the output frames;
+* peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (weights and input included); on CPU the peak
+  growth of the resident set size over the RSS just before the first pass, sampled every millisecond
+  (weights and input excluded; ``profile_model.cpu_peak_memory``); the median over rounds;
+* ``--official-ref DIR`` (the official checkouts, laid out as ``official.py`` of the shared perf tools
+  says) adds the official code on the same weights and clip. Official and vsrt runs are interleaved:
+  each of the ``--repeat`` rounds runs every row's official process, then its vsrt process.
+  ``official.py`` is found from ``--official-helper`` (a file), else ``DIR/official.py``, else
+  ``DIR/../official.py``. BasicVSR's official side is BasicSR's ``basicvsr_arch`` from ``DIR/BasicSR``.
+
+Output: a markdown table on stdout, one JSON line per process in ``--jsonl`` and the table in
+``--markdown`` if given. ``--tiny`` uses each architecture's tiny test configuration (for tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import inspect
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Any, NamedTuple
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO_ROOT = SCRIPTS.parent
+PRECISIONS = ("fp32", "bf16", "fp16")
+VRT_TILES = {"tile": [40, 128, 128], "tile_overlap": [2, 20, 20]}  # official REDS test tiles
+TINY_BASICVSR = {"num_feat": 8, "num_block": 1}
+
+
+class Row(NamedTuple):  # a NamedTuple, not a dataclass: tests import this script without sys.modules
+    """One table row: a vsrt network (and its official counterpart, if any)."""
+
+    key: str  # what --only selects
+    label: str
+    preset: str  # zoo preset of the official REDS configuration
+    weights_group: str  # rows of one group share weights (same state-dict keys)
+    protocol: str = "clip"  # 'clip' (t -> t), 'vrt' (tiled test_video), 'savsr' (num_frame -> 1 at x4)
+    official: str | None = None  # builder in official.py ('basicvsr': BasicSR, see _official_network)
+    changes: dict[str, Any] | None = None  # network_g entries changed (None: removed)
+    mask_execution: str | None = None  # MIA-VSR mask mode
+
+
+ROWS = (
+    Row("basicvsr", "BasicVSR", "basicvsr_reds", "basicvsr", official="basicvsr"),
+    Row("psrt", "PSRT-recurrent", "psrt_recurrent_reds", "psrt", official="psrt_recurrent"),
+    Row("mia", "MIA-VSR, masks gathered", "mia_vsr_reds", "mia", official="mia_vsr", mask_execution="gather"),
+    Row("mia-dense", "MIA-VSR, masks dense", "mia_vsr_reds", "mia", official="mia_vsr", mask_execution="dense"),
+    Row("mia-nomask", "MIA-VSR, use_mask=False", "mia_vsr_reds", "mia-nomask", changes={"use_mask": False}),
+    Row("iia", "IIA-VSR", "mia_vsr_reds", "iia", official="iia_vsr", changes={"type": "IIAVSR", "use_mask": None}),
+    Row("vrt6", "VRT x4, 6 frames, tiled", "vrt_x4_reds_6f", "vrt6", protocol="vrt", official="vrt"),
+    Row("savsr", "SAVSR x4, 7 -> 1", "savsr_vimeo", "savsr", protocol="savsr", official="savsr"),
+)
+
+
+def row_network(row: Row, tiny: bool) -> dict[str, Any]:
+    """The row's ``network_g`` (REDS configuration, or the architecture's tiny one)."""
+    from vsrt.registry import ARCH_REGISTRY
+    from vsrt.zoo import get_preset
+
+    network_g = dict(get_preset(row.preset).network_g)
+    for key, value in (row.changes or {}).items():
+        if value is None:
+            network_g.pop(key, None)
+        else:
+            network_g[key] = value
+    if tiny:
+        cls = ARCH_REGISTRY.get(network_g["type"])
+        keep = {k: network_g[k] for k in ("type", "use_mask") if k in network_g}
+        network_g = {**keep, **dict(getattr(cls, "tiny_config", TINY_BASICVSR))}
+    return network_g
+
+
+# ---------------------------------------------------------------- one measurement (child process)
+
+def _official_network(spec: dict[str, Any]) -> Any:
+    """Build the official model through the official.py helper (BasicVSR: BasicSR directly)."""
+    helper = load_official_helper(spec["official_ref"], spec["official_helper"])
+    kwargs = {k: v for k, v in spec["network_g"].items() if k != "type"}
+    if spec["official"] in ("basicvsr", "psrt_recurrent", "mia_vsr", "iia_vsr"):
+        kwargs["spynet_path"] = None
+    if spec["official"] == "basicvsr" and not hasattr(helper, "basicvsr"):
+        basicsr_root = os.path.join(spec["official_ref"], "BasicSR")
+        if not os.path.isdir(os.path.join(basicsr_root, "basicsr")):
+            raise SystemExit(f"--official-ref: no BasicSR checkout at {basicsr_root}")
+        if hasattr(helper, "_stub_modules"):
+            helper._stub_modules()  # torch._six / distutils stand-ins, as for the other official repos
+        sys.path.insert(0, basicsr_root)
+        from basicsr.archs.basicvsr_arch import BasicVSR
+        return BasicVSR(**kwargs)
+    return getattr(helper, spec["official"])(**kwargs)
+
+
+def _vsrt_network(spec: dict[str, Any]) -> Any:
+    from vsrt.archs import build_network
+    from vsrt.registry import ARCH_REGISTRY
+
+    network_g = dict(spec["network_g"])
+    mode = spec["mask_execution"]
+    if mode and "mask_execution" in inspect.signature(ARCH_REGISTRY.get(network_g["type"])).parameters:
+        network_g["mask_execution"] = mode
+    net = build_network(network_g)
+    if mode and "mask_execution" not in network_g:  # before the mask_execution option existed
+        net.skip_masked_tokens = mode == "gather"
+    return net
+
+
+def _compile(net: Any) -> Any:
+    """The project's compile helper when it exists, else ``torch.compile`` of the whole network."""
+    import torch
+
+    try:
+        from vsrt.utils.compile import compile_network
+    except ImportError:
+        return torch.compile(net)
+    return compile_network(net)
+
+
+def _forward_fn(spec: dict[str, Any], net: Any, runner: Any, clip: Any) -> Any:
+    """A zero-argument pass: the output video and, for MIA-VSR in vsrt, the kept-token ratio."""
+    official = spec["impl"] == "official"
+    if spec["protocol"] == "vrt":
+        window = spec["network_g"].get("window_size", [6, 8, 8])
+        args = types.SimpleNamespace(**VRT_TILES, scale=spec["network_g"].get("upscale", 4),
+                                     window_size=window, nonblind_denoising=False)
+        if official:
+            test_video = load_official_helper(spec["official_ref"], spec["official_helper"]).vrt_test_video()
+        else:
+            from vsrt.archs.vrt.inference import test_video
+        return lambda: (test_video(clip, runner, args), None)
+    if spec["protocol"] == "savsr":
+        if official:
+            net.set_scale((4, 4))
+            return lambda: (runner(clip), None)
+        return lambda: (runner(clip, scale=(4, 4)), None)
+    if not official and getattr(net, "use_mask", False):
+        def with_masks() -> tuple[Any, float | None]:
+            out, masks = runner(clip, return_masks=True)
+            kept = [float(m) for branch in masks for step in branch if step for m in step if m is not None]
+            return out, (sum(kept) / len(kept) if kept else None)
+        return with_masks
+    return lambda: (runner(clip), None)
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """One process's measurement of one row, implementation, precision and compile setting."""
+    import torch
+
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    from profile_model import cpu_peak_memory
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    net = _official_network(spec) if spec["impl"] == "official" else _vsrt_network(spec)
+    if os.path.exists(spec["weights"]):
+        net.load_state_dict(torch.load(spec["weights"], map_location="cpu", weights_only=True), strict=True)
+    else:
+        torch.save(net.state_dict(), spec["weights"])
+    net = net.eval().to(device)
+    runner = _compile(net) if spec["compile"] else net
+    build_s = time.perf_counter() - start
+    clip = torch.load(spec["clip"], weights_only=True)[:, :spec["frames"], :, :spec["size"][0], :spec["size"][1]]
+    clip = clip.to(device).float().div(255)
+    forward = _forward_fn(spec, net, runner, clip)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec["precision"])
+    times: list[float] = []
+    result: dict[str, Any] = {}
+
+    def passes() -> None:
+        for i in range(spec["warmup"] + spec["runs"]):
+            if cuda:
+                torch.cuda.synchronize(device)
+            begin = time.perf_counter()
+            autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+            with torch.no_grad(), autocast:
+                result["out"], result["kept"] = forward()
+            if cuda:
+                torch.cuda.synchronize(device)
+            if i >= spec["warmup"]:
+                times.append(time.perf_counter() - begin)
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        passes()
+        peak_mib, memory_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
+    else:
+        peak_mib, memory_kind = cpu_peak_memory(passes)
+    out = result["out"]
+    frames_out = out.shape[1] if out.dim() == 5 else 1
+    return {key: spec[key] for key in ("row", "impl", "precision", "compile", "device", "frames", "size")} | {
+        "frames_out": int(frames_out), "times": times, "s_per_frame": statistics.median(times) / frames_out,
+        "peak_mib": peak_mib, "memory": memory_kind, "build_s": build_s, "kept": result["kept"],
+        "finite": bool(torch.isfinite(out.float()).all()), "torch": torch.__version__,
+        "device_name": torch.cuda.get_device_name(device) if cuda else "cpu", "threads": torch.get_num_threads(),
+        "pid": os.getpid()}
+
+
+def load_official_helper(ref_root: str, helper_path: str | None) -> types.ModuleType:
+    """Import the shared perf tools' ``official.py`` (builders of the official models)."""
+    candidates = [Path(helper_path)] if helper_path else [Path(ref_root) / "official.py",
+                                                           Path(ref_root).parent / "official.py"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise SystemExit("--official-ref: cannot find the helper official.py (looked at "
+                         f"{', '.join(map(str, candidates))}); pass --official-helper PATH "
+                         "(the shared perf tools' official.py)")
+    if "official" in sys.modules:
+        return sys.modules["official"]
+    os.environ["REF_ROOT"] = str(Path(ref_root).resolve())
+    module_spec = importlib.util.spec_from_file_location("official", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules["official"] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------- the table (parent process)
+
+def make_clip(frames: int, size: tuple[int, int], seed: int = 0) -> Any:
+    """uint8 ``(1, frames, 3, h, w)``: a smooth random image panned by one pixel per frame."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = size
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, max(h // 8, 2), max((w + frames) // 8, 2), generator=generator)
+    image = F.interpolate(coarse, size=(h, w + frames), mode="bicubic", align_corners=False).clamp(0, 1)
+    clip = torch.stack([image[..., i:i + w] for i in range(frames)], dim=1)
+    return (clip * 255).round().to(torch.uint8)
+
+
+def run_child(spec: dict[str, Any], in_process: bool, timeout: float) -> dict[str, Any]:
+    """One measurement, in a fresh subprocess unless ``in_process`` (tests only)."""
+    if in_process:
+        return measure(spec)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), str(SCRIPTS),
+                                                                       os.environ.get("PYTHONPATH")]))}
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+                              capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"exit {proc.returncode}: {tail[0][:300]}"}
+    return json.loads(lines[-1])
+
+
+def plan(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """Every process to run, in order: per round, per row, the official run (once per weights group and
+    precision) just before the vsrt runs that it is compared with."""
+    rows = [row for row in ROWS if not args.only or row.key in args.only]
+    compile_settings = (False, True) if args.compile else (False,)
+    specs = []
+    for round_index in range(args.repeat):
+        official_done = set()
+        for row in rows:
+            network_g = row_network(row, args.tiny)
+            frames = {"clip": args.frames, "vrt": args.vrt_frames, "savsr": network_g.get("num_frame", 7)}
+            common = {"row": row.key, "round": round_index, "network_g": network_g, "protocol": row.protocol,
+                      "official": row.official, "mask_execution": row.mask_execution,
+                      "weights": str(work / f"{row.weights_group}{'_tiny' if args.tiny else ''}.pt"),
+                      "clip": str(work / "clip.pt"), "frames": frames[row.protocol], "size": list(args.size),
+                      "device": args.device, "threads": args.threads, "warmup": args.warmup, "runs": args.runs,
+                      "official_ref": args.official_ref, "official_helper": args.official_helper}
+            for precision in args.precision:
+                if args.official_ref and row.official and (row.official, precision) not in official_done:
+                    official_done.add((row.official, precision))
+                    specs.append({**common, "impl": "official", "precision": precision, "compile": False})
+                for compiled in compile_settings:
+                    specs.append({**common, "impl": "vsrt", "precision": precision, "compile": compiled})
+    return specs
+
+
+def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One entry per (row, precision, compile): medians over rounds, with its official reference."""
+    rows = [row for row in ROWS if not args.only or row.key in args.only]
+
+    def collect(impl: str, name: str, precision: str, compiled: bool):
+        """vsrt runs of row ``name``, or official runs of builder ``name`` (shared by the MIA rows)."""
+        picked = [r for r in results if r["impl"] == impl and r["precision"] == precision
+                  and r["compile"] == compiled and r["row" if impl == "vsrt" else "official"] == name]
+        ok = [r for r in picked if "error" not in r]
+        if not ok:
+            return None, (picked[0]["error"] if picked else None)
+        times = [t / r["frames_out"] for r in ok for t in r["times"]]
+        kept = [r["kept"] for r in ok if r.get("kept") is not None]
+        return {"s_per_frame": statistics.median(times), "peak_mib": statistics.median(r["peak_mib"] for r in ok),
+                "kept": statistics.median(kept) if kept else None, "runs": len(times)}, None
+
+    summary = []
+    for row in rows:
+        for precision in args.precision:
+            for compiled in ((False, True) if args.compile else (False,)):
+                vsrt, vsrt_error = collect("vsrt", row.key, precision, compiled)
+                official, official_error = (None, None)
+                if args.official_ref and row.official:
+                    official, official_error = collect("official", row.official, precision, False)
+                summary.append({"kind": "row", "row": row.key, "label": row.label, "precision": precision,
+                                "compile": compiled, "vsrt": vsrt, "official": official,
+                                "errors": {k: v for k, v in (("vsrt", vsrt_error), ("official", official_error))
+                                           if v}})
+    return summary
+
+
+def markdown(summary: list[dict[str, Any]], results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The summary as a markdown table, with a comment line saying how it was measured."""
+    def seconds(entry: dict[str, Any] | None, error: str | None) -> str:
+        return "failed" if error else "-" if entry is None else f"{entry['s_per_frame']:.3f}"
+
+    def mib(entry: dict[str, Any] | None) -> str:
+        return "-" if entry is None else f"{entry['peak_mib']:.0f}"
+
+    lines = ["| model | precision | compile | official s/frame | vsrt s/frame | vsrt vs official "
+             "| peak MiB official / vsrt | MIA kept ratio |", "|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        official, vsrt = s["official"], s["vsrt"]
+        ratio = f"{official['s_per_frame'] / vsrt['s_per_frame']:.2f}x" if official and vsrt else "-"
+        kept = f"{vsrt['kept']:.3f}" if vsrt and vsrt["kept"] is not None else "-"
+        lines.append(f"| {s['label']} | {s['precision']} | {'yes' if s['compile'] else 'no'} "
+                     f"| {seconds(official, s['errors'].get('official'))} "
+                     f"| {seconds(vsrt, s['errors'].get('vsrt'))} | {ratio} | {mib(official)} / {mib(vsrt)} "
+                     f"| {kept} |")
+    ok = [r for r in results if "error" not in r]
+    device = ok[0]["device_name"] if ok else args.device
+    versions = f"torch {ok[0]['torch']}, {ok[0]['threads']} threads" if ok else ""
+    memory = ok[0]["memory"] if ok else ""
+    lines.append(f"<!-- {device}, {versions}; LR {args.size[0]}x{args.size[1]}, {args.frames} frames "
+                 f"(VRT {args.vrt_frames}); median of {args.runs} timed pass(es) after {args.warmup} warm-up "
+                 f"x {args.repeat} round(s), {'all in one process' if args.in_process else 'one process per run'}"
+                 f"{', official and vsrt interleaved' if args.official_ref else ''}; "
+                 f"memory: {memory}{'; tiny configurations' if args.tiny else ''} -->")
+    for s in summary:
+        for impl, error in s["errors"].items():
+            lines.append(f"<!-- {s['label']} {s['precision']} {impl}: {error} -->")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=[row.key for row in ROWS], help="rows to run (default: all)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--size", type=int, nargs=2, default=(180, 320), metavar=("H", "W"), help="LR frame size")
+    parser.add_argument("--frames", type=int, default=8, help="frames of the recurrent models' clip")
+    parser.add_argument("--vrt-frames", type=int, default=12, help="frames through VRT's tiled test_video")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"])
+    parser.add_argument("--compile", action="store_true", help="also run every row compiled")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=2, help="timed passes per process")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds (official and vsrt interleaved in each)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    parser.add_argument("--official-ref", help="folder holding the official checkouts (official.py layout)")
+    parser.add_argument("--official-helper", help="path of the shared perf tools' official.py")
+    parser.add_argument("--clip", help="uint8 tensor (1, T, 3, H, W) saved with torch.save (default: synthetic)")
+    parser.add_argument("--jsonl", help="append one JSON line per process and per table row here")
+    parser.add_argument("--markdown", help="write the table here too")
+    parser.add_argument("--tiny", action="store_true", help="the architectures' tiny test configurations")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per process")
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure in this process (tests; memory then includes earlier runs)")
+    args = parser.parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if "fp16" in args.precision and not args.device.startswith("cuda"):
+        parser.error("--precision fp16 needs --device cuda (use bf16 on a CPU)")
+    if min(args.repeat, args.runs, args.frames, args.vrt_frames, *args.size) < 1 or args.warmup < 0:
+        parser.error("--repeat, --runs, --frames, --vrt-frames and --size must be positive, --warmup >= 0")
+    if args.in_process and args.official_ref:
+        parser.error("--in-process cannot run the official code (its repositories clash within one process)")
+    if args.official_ref:
+        if not Path(args.official_ref).is_dir():
+            parser.error(f"--official-ref {args.official_ref}: no such folder")
+        load_official_helper(args.official_ref, args.official_helper)  # a clear error now, not per process
+        sys.modules.pop("official", None)
+    return args
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="vsrt_benchmark_") as tmp:
+        work = Path(tmp)
+        if args.clip:
+            clip = torch.load(args.clip, weights_only=True)
+            if clip.dtype != torch.uint8 or clip.dim() != 5:
+                raise SystemExit(f"--clip {args.clip}: expected a uint8 (1, T, 3, H, W) tensor, "
+                                 f"got {clip.dtype} {tuple(clip.shape)}")
+        else:
+            clip = make_clip(max(args.frames, args.vrt_frames, 7), tuple(args.size))
+        torch.save(clip, work / "clip.pt")
+        results = []
+        for spec in plan(args, work):
+            start = time.perf_counter()
+            result = {"row": spec["row"], "impl": spec["impl"], "precision": spec["precision"],
+                      "compile": spec["compile"], "official": spec["official"] if spec["impl"] == "official"
+                      else None, "round": spec["round"]} | run_child(spec, args.in_process, args.timeout)
+            results.append(result)
+            shown = result.get("error") or f"{result['s_per_frame']:.3f} s/frame, {result['peak_mib']:.0f} MiB"
+            print(f"[{time.perf_counter() - start:6.1f} s] {spec['row']} {spec['impl']} {spec['precision']}"
+                  f"{' compiled' if spec['compile'] else ''}: {shown}", file=sys.stderr, flush=True)
+    summary = summarise(results, args)
+    table = markdown(summary, results, args)
+    print(table)
+    if args.jsonl:
+        with open(args.jsonl, "a") as handle:
+            for line in [*results, *summary]:
+                handle.write(json.dumps(line) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        sys.path[:0] = [str(REPO_ROOT), str(SCRIPTS)]
+        print(json.dumps(measure(json.loads(sys.argv[2]))))
+    else:
+        sys.path.insert(0, str(REPO_ROOT))
+        main()

@@ -1,0 +1,78 @@
+"""scripts/benchmark.py: every architecture's row, JSON lines, and the official side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO_ROOT, load_script
+
+SCRIPT = REPO_ROOT / "scripts" / "benchmark.py"
+TINY = ["--tiny", "--size", "32", "32", "--frames", "2", "--vrt-frames", "2", "--warmup", "0", "--runs", "1",
+        "--device", "cpu", "--threads", "1"]
+
+
+def table_rows(table: str) -> dict[str, list[str]]:
+    """Markdown rows keyed by their first cell (header and separator left out)."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("|") and not line.startswith("|---")]
+    return {cells[0]: cells for cells in rows[1:]}
+
+
+def test_every_architecture_has_a_row(tmp_path):
+    bench = load_script(SCRIPT)
+    jsonl = tmp_path / "runs.jsonl"
+    table = bench.main([*TINY, "--in-process", "--jsonl", str(jsonl), "--markdown", str(tmp_path / "t.md")])
+    rows = table_rows(table)
+    assert list(rows) == [row.label for row in bench.ROWS]
+    for label, cells in rows.items():
+        assert cells[1:3] == ["fp32", "no"], label
+        assert float(cells[4]) > 0, label  # vsrt s/frame
+        assert cells[3] == "-" and cells[5] == "-"  # no official side asked for
+        assert float(cells[6].split("/")[1]) >= 0, label  # peak MiB
+    gathered, dense = rows["MIA-VSR, masks gathered"][7], rows["MIA-VSR, masks dense"][7]
+    assert 0 < float(gathered) <= 1 and gathered == dense  # the mask mode changes the work, not the masks
+    assert rows["MIA-VSR, use_mask=False"][7] == "-"
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    runs, summary = [x for x in lines if "kind" not in x], [x for x in lines if x.get("kind") == "row"]
+    assert len(runs) == len(summary) == len(bench.ROWS)
+    assert {r["frames_out"] for r in runs if r["row"] == "savsr"} == {1}  # 5 frames -> the centre one
+    assert all(r["frames_out"] == 2 for r in runs if r["row"] != "savsr")
+    assert (tmp_path / "t.md").read_text().strip() == table
+
+
+FAKE_HELPER = '''
+from vsrt.archs import build_network
+
+def basicvsr(**kwargs):  # stands in for BasicSR's BasicVSR: same keys
+    return build_network({"type": "BasicVSR", **kwargs})
+'''
+
+
+def test_official_side_by_side_in_separate_processes(tmp_path):
+    """Official and vsrt runs interleave, one process each, the official one first (it writes the weights)."""
+    helper = tmp_path / "official.py"
+    helper.write_text(FAKE_HELPER)
+    (tmp_path / "ref").mkdir()
+    jsonl = tmp_path / "runs.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *TINY, "--only", "basicvsr", "--repeat", "2", "--official-ref",
+         str(tmp_path / "ref"), "--official-helper", str(helper), "--jsonl", str(jsonl)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cells = table_rows(result.stdout)["BasicVSR"]
+    official, vsrt = float(cells[3]), float(cells[4])
+    assert cells[5] == f"{official / vsrt:.2f}x"
+    runs = [json.loads(line) for line in jsonl.read_text().splitlines() if '"kind"' not in line]
+    assert [(r["impl"], r["round"]) for r in runs] == [("official", 0), ("vsrt", 0), ("official", 1), ("vsrt", 1)]
+    assert len({r["pid"] for r in runs}) == 4
+
+
+def test_missing_official_helper_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="official.py"):
+        load_script(SCRIPT).main([*TINY, "--official-ref", str(tmp_path)])
