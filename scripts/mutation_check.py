@@ -37,6 +37,7 @@ MECHANICS = ("tests/test_training_mechanics.py",)
 SAFETY = ("tests/test_checkpoint_safety.py",)
 MIA = ("tests/test_psrt_mia_parity.py",)
 VRT = ("tests/test_vrt.py",)
+BASICVSR = ("tests/test_basicvsr_reference.py",)
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("flow-warp-normalisation", "vsrt/archs/flow/warp.py",
            "norm_x = 2.0 * position[..., 0] / max(w - 1, 1) - 1.0",
            "norm_x = 2.0 * position[..., 0] / max(w, 1) - 1.0", "flow_warp normalises x by w, not w - 1",
-           METRICS),
+           METRICS + BASICVSR),
     Mutant("flow-warp-align-corners", "vsrt/archs/flow/warp.py",
            'padding_mode: str = "zeros", align_corners: bool = True)',
            'padding_mode: str = "zeros", align_corners: bool = False)', "flow_warp with align_corners=False",
-           METRICS),
+           METRICS + BASICVSR),
     Mutant("flow-warp-padding", "vsrt/archs/flow/warp.py", 'padding_mode: str = "zeros", align_corners',
-           'padding_mode: str = "border", align_corners', "flow_warp pads with the border, not zeros", METRICS),
+           'padding_mode: str = "border", align_corners', "flow_warp pads with the border, not zeros",
+           METRICS + BASICVSR),
     Mutant("patch-align-rounding", "vsrt/archs/flow/warp.py",
            'out = F.grid_sample(x.to(work_dtype), grid_norm, mode="nearest"',
            'out = F.grid_sample(x.to(work_dtype), grid_norm, mode="bilinear"',
@@ -106,7 +108,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("basicvsr-skip", "vsrt/archs/basicvsr_arch.py",
            'base = F.interpolate(lq, scale_factor=4, mode="bilinear", align_corners=False)',
            'base = F.interpolate(lq, scale_factor=4, mode="bicubic", align_corners=False)',
-           "BasicVSR skip connection upsampled bicubically", ("tests/test_registry.py",)),
+           "BasicVSR skip connection upsampled bicubically", BASICVSR),
+    Mutant("basicvsr-forward-flow", "vsrt/archs/basicvsr_arch.py",
+           "feat = flow_warp(feat, flows_forward[:, i - 1].permute(0, 2, 3, 1))",
+           "feat = flow_warp(feat, flows_backward[:, i - 1].permute(0, 2, 3, 1))",
+           "BasicVSR forward branch warped with the backward flows", BASICVSR),
     Mutant("psrt-neighbour-order", "vsrt/archs/psrt_recurrent_arch.py",
            "cond = torch.stack([aligned_1, current, aligned_2], dim=1)",
            "cond = torch.stack([aligned_2, current, aligned_1], dim=1)",

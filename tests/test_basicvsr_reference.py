@@ -1,0 +1,92 @@
+"""BasicVSR (no official fixture exists) against a naive reference written here from the paper's design.
+
+SpyNet is replaced by a fixed, input-dependent flow of several pixels, so that the warps move features
+far enough to reach the borders; the reference warps with an explicit bilinear interpolation (zeros
+outside the frame, pixel coordinates), not with ``flow_warp``/``grid_sample``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsrt.archs import build_network
+from vsrt.archs.flow.warp import flow_warp
+
+
+class FixedFlow(nn.Module):
+    """``(ref, supp) -> (n, 2, h, w)`` flow in pixels; depends on the order of its arguments."""
+
+    def forward(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+        offset = torch.tensor([1.25, -0.6], dtype=ref.dtype).view(1, 2, 1, 1)
+        return 6.0 * (ref[:, :2] - supp[:, 1:]) + offset
+
+
+def naive_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``x (n, c, h, w)`` sampled at ``(row + dy, col + dx)``: bilinear, zero outside the frame."""
+    n, c, h, w = x.shape
+    rows = torch.arange(h, dtype=x.dtype).view(1, h, 1) + flow[:, 1]  # (n, h, w)
+    cols = torch.arange(w, dtype=x.dtype).view(1, 1, w) + flow[:, 0]
+    out = torch.zeros_like(x)
+    for corner_row in (rows.floor(), rows.floor() + 1):
+        for corner_col in (cols.floor(), cols.floor() + 1):
+            weight = (1 - (rows - corner_row).abs()) * (1 - (cols - corner_col).abs())
+            inside = (corner_row >= 0) & (corner_row <= h - 1) & (corner_col >= 0) & (corner_col <= w - 1)
+            index = (corner_row.clamp(0, h - 1) * w + corner_col.clamp(0, w - 1)).long()
+            values = x.reshape(n, c, h * w).gather(2, index.view(n, 1, h * w).expand(n, c, h * w))
+            out += values.view(n, c, h, w) * (weight * inside).unsqueeze(1)
+    return out
+
+
+def reference_basicvsr(net: nn.Module, lqs: torch.Tensor) -> torch.Tensor:
+    """Backward then forward propagation with warped features, fusion, x4 pixel-shuffle head + bilinear skip."""
+    n, t, _, h, w = lqs.shape
+    lrelu = nn.LeakyReLU(0.1)
+    frames = [lqs[:, i] for i in range(t)]
+    backward, feat = [None] * t, lqs.new_zeros(n, net.num_feat, h, w)
+    for i in reversed(range(t)):
+        if i < t - 1:  # frame i+1's features, warped onto frame i
+            feat = naive_warp(feat, net.spynet(frames[i], frames[i + 1]))
+        feat = net.backward_trunk(torch.cat([frames[i], feat], dim=1))
+        backward[i] = feat
+    outputs, feat = [], lqs.new_zeros(n, net.num_feat, h, w)
+    for i in range(t):
+        if i > 0:  # frame i-1's features, warped onto frame i
+            feat = naive_warp(feat, net.spynet(frames[i], frames[i - 1]))
+        feat = net.forward_trunk(torch.cat([frames[i], feat], dim=1))
+        fused = lrelu(net.fusion(torch.cat([backward[i], feat], dim=1)))
+        out = lrelu(F.pixel_shuffle(net.upconv1(fused), 2))
+        out = lrelu(F.pixel_shuffle(net.upconv2(out), 2))
+        out = net.conv_last(lrelu(net.conv_hr(out)))
+        outputs.append(out + F.interpolate(frames[i], scale_factor=4, mode="bilinear", align_corners=False))
+    return torch.stack(outputs, dim=1)
+
+
+def test_naive_warp_agrees_with_flow_warp_on_whole_pixel_shifts():
+    x = torch.rand(1, 2, 5, 6, dtype=torch.float64)
+    flow = torch.zeros(1, 2, 5, 6, dtype=torch.float64)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0  # sample 2 columns right, 1 row up
+    expected = torch.zeros_like(x)
+    expected[:, :, 1:, :4] = x[:, :, :4, 2:]
+    torch.testing.assert_close(naive_warp(x, flow), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(flow_warp(x, flow.permute(0, 2, 3, 1)), expected, rtol=0, atol=1e-12)
+
+
+def test_flow_warp_equals_the_naive_bilinear_warp():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    flow = 4 * torch.randn(2, 2, 9, 11, dtype=torch.float64)  # many samples fall outside the frame
+    torch.testing.assert_close(flow_warp(x, flow.permute(0, 2, 3, 1)), naive_warp(x, flow),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_basicvsr_equals_the_naive_reference():
+    torch.manual_seed(0)
+    net = build_network({"type": "BasicVSR", "num_feat": 8, "num_block": 1}).double().eval()
+    net.spynet = FixedFlow()
+    with torch.no_grad():
+        for param in net.parameters():  # random weights large enough that every path matters
+            param.copy_(torch.randn_like(param) * 0.2)
+        lqs = torch.rand(1, 4, 3, 12, 12, dtype=torch.float64)
+        torch.testing.assert_close(net(lqs), reference_basicvsr(net, lqs), rtol=1e-9, atol=1e-9)
