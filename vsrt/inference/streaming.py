@@ -75,7 +75,8 @@ class ChunkProgress:
 
     def end(self) -> None:
         """The chunk's frames are written: show what is left of them, and a whole frame count."""
-        self.bar.update(self.pending)
+        if self.pending:
+            self.bar.update(self.pending)
         if isinstance(getattr(self.bar, "n", None), float):
             self.bar.n = round(self.bar.n)  # no 15.999999 from the sum of fractions
         self.pending = self.share = 0.0

@@ -133,7 +133,7 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
                 raise ValueError(f"{loaded.label} interpolates frames at their own size; "
                                  "drop --scale / --target-size")
             runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale=1)
-            check_fits(spec, source.size, (1.0, 1.0), 4, 1, device)
+            check_fits(spec, source.size, 1, 4, 1, device, tiles.tile)
             logger.info("%s is a frame-interpolation network: %s -> %s frames/s", loaded.label,
                         float(source.fps), float(source.fps * 2))
             stats = _stream_to_sink(args, output, source, frame_range, runner, lambda frames, emit, bar:
@@ -150,7 +150,7 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
             chunk = _chunk_length(args.chunk)
             expected = frame_range.expected(source.total, source.fps)
             window = min(chunk + 2 * context, expected or (chunk + 2 * context if chunk < sys.maxsize else 1))
-            check_fits(spec, source.size, scale, window, min(chunk, window), device)
+            check_fits(spec, source.size, scale, window, min(chunk, window), device, tiles.tile)
 
             def calls_for(out_frames: int, size: tuple[int, int]) -> int:
                 return calls_per_window(spec.kind, tiles, size, out_frames)

@@ -1,0 +1,202 @@
+"""``vsrt upscale`` never destroys what it did not write, reports damaged input, and takes a frame range.
+
+Also: an output suffix it cannot write is an error, progress moves within a chunk, and a request
+whose output cannot fit in memory fails before any work with the estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_upscale import TINY_BASICVSR, TINY_SAVSR, make_video, probe, save_tiny
+
+from vsrt.archs import build_network
+from vsrt.archs.spec import describe_network
+from vsrt.archs.tiling import TileConfig
+from vsrt.inference.folder_output import MANIFEST
+from vsrt.inference.frame_range import FrameRange, parse_time
+from vsrt.inference.runner import ClipRunner
+from vsrt.inference.streaming import ChunkProgress, calls_per_window, upscale_stream
+from vsrt.inference.upscale import main
+from vsrt.utils.synthetic import make_clip, write_clip_folders
+
+av = pytest.importorskip("av")
+
+
+@pytest.fixture(scope="module")
+def model_args(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("safety_model"), TINY_BASICVSR)[1]
+
+
+def frames_folder(root: Path, count: int = 3) -> Path:
+    return write_clip_folders(root, ["clip"], num_frames=count, height=16, width=16) / "clip"
+
+
+def error_of(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_force_replaces_only_the_frames_vsrt_wrote(tmp_path, model_args, capsys):
+    frames = frames_folder(tmp_path / "in", count=3)
+    out = tmp_path / "out"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "notes" / "00000000.png").write_bytes(b"in a subfolder")
+    assert "--force" in error_of([str(frames), "-o", str(out), *model_args], capsys)
+
+    main([str(frames), "-o", str(out), *model_args, "--force"])
+    assert sorted(p.name for p in out.glob("*.png")) == ["00000000.png", "00000001.png", "00000002.png"]
+    main([str(frames), "-o", str(out), *model_args, "--force", "--frames", "2"])  # fewer frames than before
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "00000000.png", "00000001.png", "notes", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "notes" / "00000000.png").read_bytes() == b"in a subfolder"
+
+    (out / "00000005.png").write_bytes(b"a user's frame")  # frame-named, listed by no manifest
+    message = error_of([str(frames), "-o", str(out), *model_args, "--force"], capsys)
+    assert "did not write" in message and "00000005.png" in message
+    assert (out / "00000005.png").read_bytes() == b"a user's frame"
+    assert len(list(out.glob("*.png"))) == 3  # nothing replaced
+
+
+def test_an_output_folder_that_is_or_contains_the_input_is_refused(tmp_path, model_args, capsys):
+    frames = frames_folder(tmp_path / "parent", count=2)
+    before = {p.name: p.read_bytes() for p in frames.iterdir()}
+    assert "contains the input" in error_of([str(frames), "-o", str(tmp_path / "parent"), *model_args,
+                                             "--force"], capsys)
+    assert "is the input" in error_of([str(frames), "-o", str(frames), *model_args, "--force"], capsys)
+    assert {p.name: p.read_bytes() for p in frames.iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "parent").iterdir()) == ["clip"]
+
+
+def test_an_output_suffix_it_cannot_write_is_an_error(tmp_path, model_args, capsys):
+    frames = frames_folder(tmp_path / "in", count=2)
+    for name in ("x.gif", "x.png", "x.webm"):
+        assert "Cannot write" in error_of([str(frames), "-o", str(tmp_path / name), *model_args], capsys)
+        assert not (tmp_path / name).exists()
+    main([str(frames), "-o", f"{tmp_path / 'frames.v2'}/", *model_args])  # a trailing / names a folder
+    assert len(list((tmp_path / "frames.v2").glob("*.png"))) == 2
+
+
+def cut_mkv(tmp_path: Path, frames: int = 60) -> Path:
+    full = make_video(tmp_path / "full.mkv", num_frames=frames, size=(16, 16))
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 3])  # an interrupted download
+    return cut
+
+
+def test_a_truncated_video_warns_and_fails_with_strict(tmp_path, model_args, capsys, vsrt_log):
+    cut = cut_mkv(tmp_path)
+    stats = main([str(cut), "-o", str(tmp_path / "up.mkv"), *model_args])
+    assert 0 < stats.frames_out < 50 and probe(tmp_path / "up.mkv")["frames"] == stats.frames_out
+    assert "truncated" in vsrt_log.text and "--strict" in vsrt_log.text
+
+    message = error_of([str(cut), "-o", str(tmp_path / "strict.mkv"), *model_args, "--strict"], capsys)
+    assert "truncated" in message and "missing" in message
+    assert not (tmp_path / "strict.mkv").exists() and not list(tmp_path.glob(".strict*"))
+
+    whole = make_video(tmp_path / "whole.mkv", num_frames=12, size=(16, 16))  # an intact file passes --strict
+    assert main([str(whole), "-o", str(tmp_path / "ok.mkv"), *model_args, "--strict"]).frames_out == 12
+
+
+def test_start_frames_and_duration_select_the_input(tmp_path, model_args, capsys):
+    frames = frames_folder(tmp_path / "in", count=6)
+    main([str(frames), "-o", str(tmp_path / "range"), *model_args, "--start", "2", "--frames", "3"])
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for k, path in enumerate(sorted(frames.glob("*.png"))[2:5]):
+        (subset / f"{k:08d}.png").write_bytes(path.read_bytes())
+    main([str(subset), "-o", str(tmp_path / "expected"), *model_args])
+    got = sorted((tmp_path / "range").glob("*.png"))
+    assert len(got) == 3
+    for path in got:
+        np.testing.assert_array_equal(cv2.imread(str(path)), cv2.imread(str(tmp_path / "expected" / path.name)))
+
+    video = make_video(tmp_path / "in.mp4", num_frames=10)  # 29.97 frames/s, with audio
+    main([str(video), "-o", str(tmp_path / "late.mkv"), *model_args, "--start", "0.2s"])
+    main([str(video), "-o", str(tmp_path / "short.mkv"), *model_args, "--duration", "0.1"])
+    assert probe(tmp_path / "late.mkv")["frames"] == 4  # frames 6..9 (frame 6 is at 0.2002 s)
+    assert probe(tmp_path / "short.mkv")["frames"] == 3
+    with av.open(str(tmp_path / "late.mkv")) as container:
+        assert next(container.decode(video=0)).time == 0  # the output starts at 0
+        audio = [p for p in container.demux(audio=0) if p.size]
+        assert audio and min(float(p.pts * p.time_base) for p in audio) >= 0
+    full_audio = probe(video)["audio_packets"]
+    assert 0 < probe(tmp_path / "late.mkv")["audio_packets"] < full_audio
+
+    assert "write 2.5s for seconds" in error_of([str(video), "-o", str(tmp_path / "x.mkv"), *model_args,
+                                                  "--start", "2.5"], capsys)
+    assert "none in the range" in error_of([str(frames), "-o", str(tmp_path / "none"), *model_args,
+                                           "--start", "99"], capsys)
+
+
+def test_time_and_range_parsing():
+    assert parse_time("12.5", "--duration") == parse_time("12.5s", "--duration") == 12.5
+    assert parse_time("1:30", "--start") == 90 and parse_time("1:01:30.5", "--start") == 3690.5
+    with pytest.raises(ValueError, match="--start 'soon'"):
+        parse_time("soon", "--start")
+    assert FrameRange.from_args("10s", None, None).start_seconds == 10
+    assert FrameRange.from_args("7", 5, None).expected(100, Fraction(25)) == 5
+    assert FrameRange.from_args("2s", None, None).expected(100, Fraction(25)) == 50
+    assert FrameRange.from_args(None, None, "1.5").expected(None, Fraction(30)) == 45
+    with pytest.raises(ValueError, match="--frames 0"):
+        FrameRange.from_args(None, 0, None)
+
+
+class RecordingBar:
+    def __init__(self) -> None:
+        self.n, self.updates = 0.0, []
+
+    def update(self, amount: float) -> None:
+        self.n += amount
+        self.updates.append(amount)
+
+
+def test_progress_moves_with_every_tile_of_a_chunk():
+    """2x2 tiles per network window: the bar advances a quarter of the chunk per tile, before the
+    chunk's frames are written, and ends on the exact frame count."""
+    torch.manual_seed(0)
+    net = build_network(TINY_BASICVSR).eval()
+    tiles = TileConfig(tile=8)  # tile starts 0 and 8 on each axis
+    runner = ClipRunner(net, describe_network(TINY_BASICVSR, net), torch.device("cpu"), tiles=tiles)
+    bar = RecordingBar()
+    progress = ChunkProgress(bar)
+    progress.watch(runner)
+    seen_at_emit = []
+    video = [(frame, (i, Fraction(1, 25))) for i, frame in enumerate(make_clip(6, 16, 16, seed=1))]
+    upscale_stream(iter(video), runner, 4, 1, lambda frame, ts: seen_at_emit.append(bar.n), progress,
+                   lambda out_frames, size: calls_per_window("recurrent", tiles, size, out_frames))
+    assert progress.calls == 8  # two chunks x four tiles
+    assert bar.updates[:4] == [1.0, 1.0, 1.0, 1.0] and seen_at_emit[0] == 4.0  # a chunk of 4 frames, 4 tiles
+    assert bar.updates[4:8] == [0.5] * 4 and bar.n == 6  # the last chunk: 2 frames over 4 tiles
+    assert calls_per_window("sliding", tiles, (16, 16), 3) == 12 and calls_per_window("window", TileConfig(),
+                                                                                     (16, 16), 3) == 1
+
+
+def test_an_output_that_cannot_fit_fails_early_with_the_estimate(tmp_path, capsys):
+    _, savsr_args = save_tiny(tmp_path, TINY_SAVSR)
+    frames = frames_folder(tmp_path / "in", count=3)
+    start = time.perf_counter()
+    message = error_of([str(frames), "-o", str(tmp_path / "huge"), *savsr_args, "--scale", "1000"], capsys)
+    assert time.perf_counter() - start < 20
+    # 3 output frames of 16000x16000 (9.2 GB) and a 64-channel map (65.5 GB, what SAVSR then tries to allocate)
+    assert "16000x16000" in message and "at least 74.8 GB on cpu" in message and "--scale" in message
+    assert not (tmp_path / "huge").exists()
+
+    from vsrt.inference.memory_check import TooLargeError, check_fits
+
+    spec = describe_network({"type": "BasicVSR"})
+    need = (8 * 3 + 64) * 256 * 256 * 4  # 8 output frames and one 64-channel map of 256x256, float32
+    check_fits(spec, (64, 64), 4, 8, 4, torch.device("cpu"), available=need)  # exactly fits
+    with pytest.raises(TooLargeError, match="at least 23.1 MB on cpu"):
+        check_fits(spec, (64, 64), 4, 8, 4, torch.device("cpu"), available=need - 1)
+    check_fits(spec, (64, 64), 4, 8, 4, torch.device("cpu"), tile=(32, 32), available=need - 1)  # tiles help
