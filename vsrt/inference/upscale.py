@@ -34,6 +34,7 @@ from vsrt.inference.frame_range import FrameRange
 from vsrt.inference.interpolate import interpolate_stream
 from vsrt.inference.streaming import ChunkProgress, UpscaleStats, calls_per_window, upscale_stream
 from vsrt.inference.video_stream import InputError, Timestamp
+from vsrt.utils.safe_load import CheckpointError
 
 __all__ = ["UpscaleStats", "build_parser", "main", "upscale", "upscale_stream"]
 
@@ -247,6 +248,6 @@ def main(argv: list[str] | None = None) -> UpscaleStats:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         return upscale(args)
-    except (InputError, FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
+    except (InputError, FileExistsError, FileNotFoundError, ValueError, KeyError, CheckpointError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         raise SystemExit(2) from None

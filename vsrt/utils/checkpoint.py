@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vsrt.utils.safe_load import read_checkpoint
+
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``.<name>.<random>.tmp`` in the same folder, fsync, then ``os.replace``.
@@ -91,7 +93,7 @@ def load_network(net: nn.Module, path: str | Path, param_key: str | None = "para
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
     net = unwrap_model(net)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path)  # data only; a refused or damaged file is an error naming it
     state = extract_state_dict(checkpoint, param_key, str(path))
     convert = convert or getattr(type(net), "checkpoint_filter_fn", None)
     if convert is not None:

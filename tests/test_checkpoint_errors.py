@@ -1,0 +1,76 @@
+"""A checkpoint that would run code is refused with an error naming the file, and without torch's advice
+to lift the restriction; damaged files are named too."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vsrt.archs import build_network
+from vsrt.utils.checkpoint import load_network
+from vsrt.utils.safe_load import CheckpointError, read_checkpoint
+
+TINY = {"type": "BasicVSR", "num_feat": 8, "num_block": 1}
+
+
+class RunsCode:
+    """Unpickling this calls ``os.system`` (what a malicious checkpoint does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def malicious_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
+    net = build_network(TINY)
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "innocent.pth"
+    torch.save({"params": net.state_dict(), "extra": RunsCode(marker)}, path)
+    return path, marker
+
+
+def test_a_checkpoint_that_runs_code_is_refused_naming_the_file(tmp_path):
+    path, marker = malicious_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError) as err:
+        load_network(build_network(TINY), path)
+    message = str(err.value)
+    assert str(path) in message and "system" in message and "refused" in message
+    assert "weights_only" not in message and err.value.__cause__ is None and err.value.__suppress_context__
+    assert not marker.exists()
+
+
+def test_the_upscaler_reports_a_refused_checkpoint_in_one_line(tmp_path, capsys):
+    from vsrt.inference.upscale import main
+    from vsrt.utils.synthetic import write_clip_folders
+
+    path, marker = malicious_checkpoint(tmp_path)
+    (tmp_path / "net.yml").write_text(yaml.safe_dump({"name": "tiny", "network_g": TINY}))
+    frames = write_clip_folders(tmp_path / "in", ["clip"], num_frames=2, height=16, width=16) / "clip"
+    with pytest.raises(SystemExit) as err:
+        main([str(frames), "-o", str(tmp_path / "out"), "--opt", str(tmp_path / "net.yml"), "--weights", str(path),
+              "--device", "cpu", "--quiet"])
+    text = capsys.readouterr().err
+    assert err.value.code == 2 and text.startswith("error: Checkpoint") and str(path) in text
+    assert "weights_only" not in text and not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_damaged_and_foreign_files_are_named(tmp_path):
+    good = tmp_path / "good.pth"
+    torch.save({"params": build_network(TINY).state_dict()}, good)
+    cases = {"empty.pth": b"", "cut.pth": good.read_bytes()[:200], "text.pth": b"not a checkpoint at all"}
+    expected = {"empty.pth": "the file is empty", "cut.pth": "damaged or incomplete", "text.pth": "not a PyTorch"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError) as err:
+            read_checkpoint(tmp_path / name)
+        assert str(tmp_path / name) in str(err.value) and expected[name] in str(err.value)
+        assert "weights_only" not in str(err.value)
+    assert set(read_checkpoint(good)) == {"params"}
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        read_checkpoint(tmp_path / "missing.pth")
