@@ -197,8 +197,39 @@ def test_window_helpers() -> None:
     index = relative_position_index((3, 4, 4))
     assert index.shape == (48, 48) and index.min() == 0 and index.max() == 5 * 7 * 7 - 1
     assert relative_position_index((3, 4, 4), query_frame=0).max() < 3 * 7 * 7
-    mask = shifted_window_mask((3, 8, 8), (3, 4, 4), (3, 2, 2))
-    assert mask.shape == (4, 48, 48) and (mask[0] == 0).all() and (mask[3] == -100).any()
+
+
+def naive_shifted_window_mask(padded: tuple, window: tuple, shift: tuple) -> torch.Tensor:
+    """Swin's region ids built token by token: along each axis, 0 before ``size - window``, 1 before
+    ``size - shift``, 2 after; windows and their tokens in raster order; -100 between different regions."""
+    def region(coord: int, size: int, win: int, sh: int) -> int:
+        return 0 if coord < size - win else 1 if coord < size - sh else 2
+
+    grids = [range(0, size, win) for size, win in zip(padded, window)]
+    masks = []
+    for d0 in grids[0]:
+        for h0 in grids[1]:
+            for w0 in grids[2]:
+                ids = [tuple(region(c, *axis) for c, axis in zip((d, h, w), zip(padded, window, shift)))
+                       for d in range(d0, d0 + window[0]) for h in range(h0, h0 + window[1])
+                       for w in range(w0, w0 + window[2])]
+                masks.append([[0.0 if a == b else -100.0 for b in ids] for a in ids])
+    return torch.tensor(masks)
+
+
+def test_shifted_window_mask_region_ids() -> None:
+    # 4x4 grid, 2x2 windows, shift 1: rows/columns fall in regions [0, 0, 1, 2]
+    mask = shifted_window_mask((1, 4, 4), (1, 2, 2), (1, 1, 1))
+    pairs = torch.tensor([[0, -100, 0, -100], [-100, 0, -100, 0], [0, -100, 0, -100], [-100, 0, -100, 0]])
+    assert torch.equal(mask[0], torch.zeros(4, 4))  # top-left window: one region
+    assert torch.equal(mask[1], pairs.float())  # columns 2 | 3: regions alternate along the row
+    rows = torch.tensor([[0, 0, -100, -100], [0, 0, -100, -100], [-100, -100, 0, 0], [-100, -100, 0, 0]])
+    assert torch.equal(mask[2], rows.float())  # rows 2 | 3: regions split the column pairs
+    assert torch.equal(mask[3], torch.full((4, 4), -100.0).fill_diagonal_(0))  # four regions
+    for padded, window, shift in (((3, 8, 8), (3, 4, 4), (3, 2, 2)), ((6, 8, 12), (3, 4, 4), (1, 2, 2)),
+                                  ((4, 6, 6), (2, 3, 3), (1, 1, 2))):
+        want = naive_shifted_window_mask(padded, window, shift)
+        assert torch.equal(shifted_window_mask(padded, window, shift), want), (padded, window, shift)
 
 
 def test_attend_kept_equals_dense_attention_rows() -> None:

@@ -140,9 +140,19 @@ def test_rejects_wrong_frame_count_and_tiny_frames() -> None:
 @pytest.mark.parametrize("config", [(7, 3, 5, 0), (7, 3, 3, 0), (9, 3, 3, 0), (7, 3, 3, 1), (11, 3, 5, 1),
                                     (5, 3, 5, 0), (7, 5, 5, 1)])
 def test_accepts_configs_that_run_officially(config) -> None:
+    """They build and run at an asymmetric scale, and the centre frame's output reads the first frame too."""
     num_frame, slid_win, fusion_win, interval = config
-    SAVSR(num_feat=16, num_frame=num_frame, slid_win=slid_win, fusion_win=fusion_win, interval=interval,
-          w1_num_block=1, w2_num_block=1, n_resgroups=1, n_resblocks=1)
+    torch.manual_seed(0)
+    model = SAVSR(num_feat=16, num_frame=num_frame, slid_win=slid_win, fusion_win=fusion_win, interval=interval,
+                  w1_num_block=1, w2_num_block=1, n_resgroups=1, n_resblocks=1).eval()
+    x = torch.rand(1, num_frame, 3, 6, 7, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model(x, scale=(2, 1.5))
+        first_changed = x.clone()
+        first_changed[:, 0] = 1 - first_changed[:, 0]
+        changed = model(first_changed, scale=(2, 1.5))
+    assert out.shape == (1, 3, 12, 10)  # round-half-even of (12, 10.5)
+    assert not torch.equal(changed, out)
 
 
 @pytest.mark.parametrize("config", [(7, 5, 5, 0), (7, 5, 3, 0), (9, 3, 5, 0), (11, 3, 5, 0)])
