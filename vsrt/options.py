@@ -70,13 +70,12 @@ SCHEMA: dict[str, Any] = {
     "name": ANY, "model_type": ANY, "scale": ANY, "num_gpu": ANY, "manual_seed": ANY,
     "find_unused_parameters": ANY, "use_static_graph": ANY, "precision": ANY,
     "imports": ANY, "datasets": ANY, "network_g": ANY,
-    # filled in by parse_options
-    "is_train": ANY, "dist": ANY, "rank": ANY, "world_size": ANY, "auto_resume": ANY,
-    "opt_path": ANY, "launcher": ANY,
+    # filled in by load_options
+    "is_train": ANY, "opt_path": ANY,
     "path": {
         "pretrain_network_g": ANY, "param_key_g": ANY, "strict_load_g": ANY,
         "resume_state": ANY, "experiments_root": ANY, "results_root": ANY,
-        "ignore_resume_networks": ANY, "root": ANY, "models": ANY, "training_states": ANY,
+        "ignore_resume_networks": ANY, "models": ANY, "training_states": ANY,
         "log": ANY, "visualization": ANY, "tb_logger": ANY,
     },
     "train": {
@@ -100,13 +99,12 @@ SCHEMA: dict[str, Any] = {
 DATASET_KEYS = {
     "name", "type", "phase", "scale", "dataroot_gt", "dataroot_lq", "dataroot_flow",
     "meta_info_file", "val_partition", "test_mode", "io_backend", "num_frame", "gt_size",
-    "interval_list", "random_reverse", "use_hflip", "use_rot", "use_flip", "flip_sequence",
+    "interval_list", "random_reverse", "use_hflip", "use_rot", "flip_sequence",
     "num_worker_per_gpu", "batch_size_per_gpu", "dataset_enlarge_ratio", "prefetch_mode",
     "pin_memory", "persistent_workers", "num_prefetch_queue", "use_shuffle", "cache_data",
-    "padding", "filename_tmpl", "filename_ext", "degradation", "dataroot", "max_clips",
+    "padding", "filename_tmpl", "filename_ext", "degradation", "dataroot",
     "downsampling_mode", "scale_list", "scales", "lq_size", "init_int_scale",
-    "single_scale_ft", "use_duf_downsampling", "sigma", "noise_level", "clip_names",
-    "num_overlap", "color", "mod_crop",
+    "single_scale_ft", "sigma", "color", "mod_crop",
     # arbitrary-scale (SAVSR) datasets; official key names
     "downsample_mode", "max_scale", "CL_train_set", "only_sy_scale", "scale_h_list", "scale_w_list",
     "use_arbitrary_scale_downsampling", "downsampling_scale",
@@ -219,6 +217,9 @@ def check_values(opt: dict[str, Any], source: str = "<options>") -> None:
         for key, minimum in DATASET_INTEGER_OPTIONS.items():
             if dataset_opt.get(key) is not None:
                 as_integer(dataset_opt[key], f"{source}: datasets.{phase}.{key}", minimum)
+        if dataset_opt.get("use_shuffle") is False and phase.startswith("train"):
+            raise OptionError(f"{source}: datasets.{phase}.use_shuffle: false is not supported: the training "
+                              "sampler always shuffles, with a seed per epoch (which exact resuming relies on)")
         if dataset_opt.get("dataroot_flow") is not None:
             raise OptionError(f"{source}: datasets.{phase}.dataroot_flow: no vsrt dataset or network reads "
                               "precomputed optical flow (the networks estimate flow themselves); remove the "
