@@ -315,8 +315,9 @@ def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namesp
         description="Train a vsrt model from an option file." if is_train
         else "Test a vsrt model on the datasets of an option file.")
     parser.add_argument("-opt", "--opt", required=True, help="path to the option YAML file")
-    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
-                        help="'pytorch' when started by torchrun (see dist_train.sh)")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                        help="'pytorch' when started by torchrun (dist_train.sh), 'slurm' for one srun task per "
+                        "GPU (scripts/slurm_train.sh)")
     if is_train:
         parser.add_argument("--auto_resume", action="store_true",
                             help="resume from the newest training state of this experiment")
@@ -340,6 +341,7 @@ def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namesp
         validate(opt, str(args.opt))
     except (OSError, ValueError) as err:  # OptionError is a ValueError
         parser.error(str(err))
+    args.dist_params = dict(opt.get("dist_params") or {})  # the launcher needs them before the options load
     return args
 
 

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(is_train=False, argv=argv)
     from vsrt.utils.dist import process_group
 
-    with process_group(args.launcher):
+    with process_group(args.launcher, args.dist_params):
         return run_tests(args)
 
 
