@@ -37,6 +37,7 @@ def start_without_data(tmp_path: Path, **changes) -> None:
     ("train.ema_decay", "0.9", r"train.ema_decay: expected a number"),
     ("manual_seed", "ten", r"manual_seed: expected an integer"),
     ("datasets.train.dataroot_flow", "flows/", r"datasets.train.dataroot_flow: no vsrt dataset"),
+    ("datasets.train.use_shuffle", False, r"datasets.train.use_shuffle: false is not supported"),
     ("dist_params", {"backend": "ncl"}, r"dist_params.backend: 'ncl' is not one of nccl, gloo"),
     ("path.ignore_resume_networks", ["network_d"], r"path.ignore_resume_networks: expected a list of network_g"),
     ("logger.wandb", {"projct": "x"}, r"unknown key 'logger.wandb.projct'. Did you mean 'project'"),

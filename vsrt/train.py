@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -139,6 +140,10 @@ def train(args: argparse.Namespace) -> str:
         logger.warning(notice)
     logger.info("vsrt training, torch %s, %d process(es)\n%s", torch.__version__, world_size, dict2str(opt))
     tb_logger = init_scalar_loggers(opt)  # tensorboard and/or wandb (rank 0), None when neither
+    port = (opt.get("dist_params") or {}).get("port")
+    if args.launcher == "pytorch" and port is not None and str(int(port)) != os.environ.get("MASTER_PORT"):
+        logger.warning("dist_params.port %s is not used under torchrun, which listens on MASTER_PORT=%s "
+                       "(MASTER_PORT=%s bash dist_train.sh ... picks it)", port, os.environ.get("MASTER_PORT"), port)
 
     train_opt, logger_opt, val_opt = opt["train"], opt.get("logger") or {}, opt.get("val") or {}
     total_iter = int(train_opt["total_iter"])
@@ -226,7 +231,7 @@ def train(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(is_train=True, argv=argv)
-    with process_group(args.launcher, args.dist_params):
+    with process_group(args.launcher):
         return train(args)
 
 
