@@ -35,14 +35,16 @@ def init_dist(backend: str | None = None) -> str:
 
     NCCL on CUDA machines, gloo otherwise (also for CPU-only runs on a GPU box
     when ``backend='gloo'`` is given). The device follows ``LOCAL_RANK``,
-    which is right on multi-node runs (``RANK % ngpu`` is not).
+    which is right on multi-node runs (``RANK % ngpu`` is not), modulo the
+    visible devices: a SLURM task given one GPU (``--gpus-per-task=1``) sees
+    it as ``cuda:0`` whatever its local rank (as ``vsrt.models.base_model``).
     """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise RuntimeError("--launcher pytorch needs RANK/WORLD_SIZE: start with torchrun "
                            "(bash dist_train.sh NPROC CONFIG)")
     backend = _pick_backend(backend)
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     dist.init_process_group(backend=backend)
     return backend
 
