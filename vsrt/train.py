@@ -231,7 +231,7 @@ def train(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(is_train=True, argv=argv)
-    with process_group(args.launcher):
+    with process_group(args.launcher, args.dist_params):
         return train(args)
 
 
