@@ -240,3 +240,30 @@ def test_wandb_asked_for_but_not_installed_fails_before_any_work(tmp_path, monke
     with pytest.raises(ImportError, match="logger.wandb.project is 'p' but the wandb package is not installed"):
         train.main(["-opt", str(write_options(tmp_path / "o.yml", opt))])
     assert not (tmp_path / "experiments").exists()
+
+
+# ---------------------------------------------------------------- dist_params
+
+def test_dist_params_under_torchrun_backend_used_and_port_mismatch_warned(tmp_path, monkeypatch, vsrt_log):
+    """``--launcher pytorch`` in a one-process group: ``dist_params.backend`` picks the backend; a
+    ``dist_params.port`` other than torchrun's ``MASTER_PORT`` is reported instead of silently ignored."""
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    backends = []
+    real_init = dist.init_process_group
+    monkeypatch.setattr(dist, "init_process_group", lambda backend=None, **kw: (backends.append(backend),
+                                                                                real_init(backend=backend, **kw)))
+    opt = tiny_train_options(tmp_path, **{"train.total_iter": 1, "val.val_freq": None,
+                                          "dist_params": {"backend": "gloo", "port": port + 1}})
+    train.main(["-opt", str(write_options(tmp_path / "o.yml", opt)), "--launcher", "pytorch"])
+    assert backends == ["gloo"] and not dist.is_initialized()
+    assert f"dist_params.port {port + 1} is not used under torchrun, which listens on MASTER_PORT={port}" \
+        in vsrt_log.text
