@@ -74,3 +74,30 @@ def test_damaged_and_foreign_files_are_named(tmp_path):
     assert set(read_checkpoint(good)) == {"params"}
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         read_checkpoint(tmp_path / "missing.pth")
+
+
+def test_resume_states_spynet_and_vgg_files_are_refused_the_same_way(tmp_path):
+    """Every place vsrt reads a checkpoint-like file gives the same refusal: training states
+    (path.resume_state), SpyNet weights (network_g.spynet_path) and VGG weights (perceptual loss)."""
+    import logging
+
+    from helpers import tiny_train_options
+
+    from vsrt.experiment import find_resume_state
+    from vsrt.losses.perceptual_loss import PerceptualLoss
+    from vsrt.models import build_model
+    from vsrt.options import finalize
+
+    path, marker = malicious_checkpoint(tmp_path)
+    opt = tiny_train_options(tmp_path, **{"path.resume_state": str(path)})
+    with pytest.raises(RuntimeError) as err:
+        find_resume_state({"path": opt["path"]}, False, logging.getLogger("test"))
+    opt = finalize(tiny_train_options(tmp_path, **{"network_g.spynet_path": str(path)}), is_train=True,
+                   root=tmp_path)
+    with pytest.raises(CheckpointError) as spynet_err:
+        build_model(opt)
+    with pytest.raises(CheckpointError) as vgg_err:
+        PerceptualLoss(layer_weights={"conv1_1": 1.0}, pretrained=str(path))
+    for message in (str(err.value), str(spynet_err.value), str(vgg_err.value)):
+        assert str(path) in message and "refused" in message and "weights_only" not in message
+    assert not marker.exists()

@@ -13,7 +13,7 @@ experiment, which is written first (:meth:`vsrt.models.base_model.BaseModel.save
 * Temporary checkpoint files that a killed run left behind are removed at start (only names that
   :func:`vsrt.utils.checkpoint.atomic_save` makes).
 * A fresh start renames an existing experiment folder to ``<name>_archived_<time>`` only when it
-  holds a file; empty folders left by a start that failed early are reused.
+  holds results; what a start that failed early leaves (folders, the option copy, its log) is reused.
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from vsrt.utils.dist import get_dist_info
+from vsrt.utils.safe_load import read_checkpoint
 
 # ``atomic_save`` writes ``.<final name>.<random>.tmp`` beside the final file
 TEMP_CHECKPOINT = re.compile(r"^\.(?:net_g_\w+\.pth|\d+\.state)\.\w+\.tmp$")
 
 
 def _load(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_checkpoint(path, "Training file")  # data only; errors name the file
 
 
 def weights_for_state(state_path: str | Path, iteration: int) -> Path:
@@ -126,21 +125,27 @@ def clean_temporary_checkpoints(opt: dict[str, Any], logger: logging.Logger) -> 
     return removed
 
 
-def holds_files(folder: Path) -> bool:
-    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+def holds_results(folder: Path) -> bool:
+    """Whether ``folder`` holds anything a run produced (checkpoints, states, tensorboard or wandb logs,
+    images, other files): everything but the option copies and logs that any start writes at its top."""
+    if not folder.is_dir():
+        return False
+    start_files = {".yml", ".yaml", ".log"}
+    return any(p.is_file() and not (p.parent == folder and p.suffix in start_files) for p in folder.rglob("*"))
 
 
 def prepare_folders(opt: dict[str, Any], resuming: bool) -> Path | None:
     """Create the experiment folders (rank 0) and copy the option file into them.
 
-    On a fresh start an existing experiment folder that holds files is renamed
-    ``<name>_archived_<time>`` (returned); one with only empty folders is reused.
+    On a fresh start an existing experiment folder that holds results (:func:`holds_results`) is renamed
+    ``<name>_archived_<time>`` (returned); one with only the option copy and logs of starts that failed
+    before their first result is reused (its old logs stay).
     """
     if get_dist_info()[0] != 0:
         return None
     root = Path(opt["path"]["experiments_root"])
     archived = None
-    if not resuming and holds_files(root):
+    if not resuming and holds_results(root):
         archived = root.with_name(f"{root.name}_archived_{time.strftime('%Y%m%d_%H%M%S')}")
         root.rename(archived)
     for key in ("experiments_root", "models", "training_states", "visualization"):

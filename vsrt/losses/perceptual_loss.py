@@ -31,6 +31,7 @@ from einops import rearrange
 from torch import nn
 
 from vsrt.registry import LOSS_REGISTRY
+from vsrt.utils.safe_load import read_checkpoint
 
 # channels of each 3x3 convolution, "M" a 2x2 max-pooling (the VGG configurations A, B, D, E)
 VGG_LAYOUTS: dict[str, tuple[int | str, ...]] = {
@@ -107,7 +108,7 @@ class VGGFeatureExtractor(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f"pretrained: VGG weights {path} not found (vsrt never downloads them; "
                                     "torchvision's vgg19-dcbb9e9d.pth is the usual file)")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(path, "pretrained: VGG weights")  # data only; errors name the file
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get("params"), dict):
             checkpoint = checkpoint["params"]
         state = {key[len("features."):]: value for key, value in checkpoint.items() if key.startswith("features.")}

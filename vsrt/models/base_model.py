@@ -27,6 +27,7 @@ from vsrt.models.precision import resolve_precision
 from vsrt.utils.checkpoint import atomic_save, load_network, unwrap_model
 from vsrt.utils.dist import get_dist_info
 from vsrt.utils.logger import get_root_logger
+from vsrt.utils.safe_load import read_checkpoint
 
 
 def pick_device(num_gpu: int) -> torch.device:
@@ -105,6 +106,7 @@ class BaseModel:
                     f"network_g.spynet_path: {spynet_path} not found. Put BasicSR's "
                     "spynet_sintel_final-3d2a1287.pth there, or set spynet_path: ~ to start SpyNet "
                     "from random weights.")
+            read_checkpoint(spynet_path, "network_g.spynet_path")  # a refused or damaged file: an error naming it
             net.load_spynet(spynet_path)
             self.logger.info("Loaded SpyNet weights from %s", spynet_path)
 
