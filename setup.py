@@ -16,9 +16,9 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1", "torchvision>=0.16", "numpy", "opencv-python-headless", "pyyaml", "einops",
-        "scipy", "lmdb", "tqdm",
+        "scipy", "lmdb", "tqdm", "av>=14",
     ],
-    extras_require={"video": ["av>=14"], "tb": ["tensorboard"], "test": ["pytest"]},
+    extras_require={"tb": ["tensorboard"], "test": ["pytest"]},
     entry_points={"console_scripts": ["vsrt=vsrt.__main__:main"]},
     license="Apache-2.0",
 )

@@ -3,6 +3,8 @@
 #   bash scripts/torchrun_launch.sh vsrt.train|vsrt.test NPROC CONFIG [args...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT on every node.
 # NCCL on CUDA machines, gloo on CPU (vsrt.utils.dist.init_dist picks it).
+# The launcher is $TORCHRUN when set (e.g. TORCHRUN="/path/to/python -m torch.distributed.run"), else
+# torchrun from PATH, else "python3 -m torch.distributed.run" (what the torchrun command runs).
 set -euo pipefail
 MODULE=$1
 if [ $# -lt 3 ]; then
@@ -14,6 +16,13 @@ CONFIG="$(cd "$(dirname "$3")" && pwd)/$(basename "$3")"  # absolute: the run st
 DEFAULT_PORT=$([ "$MODULE" = vsrt.test ] && echo 4322 || echo 4321)
 shift 3
 cd "$(dirname "$0")/.."
-exec torchrun --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
+if [ -n "${TORCHRUN:-}" ]; then
+  read -r -a LAUNCHER <<< "$TORCHRUN"
+elif command -v torchrun > /dev/null; then
+  LAUNCHER=(torchrun)
+else
+  LAUNCHER=(python3 -m torch.distributed.run)
+fi
+exec "${LAUNCHER[@]}" --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
   --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-$DEFAULT_PORT}" \
   --nproc_per_node="$NPROC" -m "$MODULE" -opt "$CONFIG" --launcher pytorch "$@"

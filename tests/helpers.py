@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -143,6 +145,8 @@ def run_launcher(script: str, *args: str) -> None:
     """
     port = 29500 + (os.getpid() * 7 + next(_PORTS)) % 5000
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "MASTER_PORT": str(port)}
+    if shutil.which("torchrun") is None:  # e.g. a venv not on PATH: torchrun through this interpreter
+        env["TORCHRUN"] = f"{sys.executable} -m torch.distributed.run"
     result = subprocess.run(["bash", str(REPO_ROOT / script), "2", *args], env=env, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
