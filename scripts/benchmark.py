@@ -134,14 +134,16 @@ def _vsrt_network(spec: dict[str, Any]) -> Any:
 
 
 def _compile(net: Any) -> Any:
-    """The project's compile helper when it exists, else ``torch.compile`` of the whole network."""
+    """``vsrt.utils.compile`` (the architecture's blocks, in place; it selects MIA-VSR's sync-free mask
+    mode) where it exists, else ``torch.compile`` of the whole network."""
     import torch
 
     try:
-        from vsrt.utils.compile import compile_network
+        from vsrt.utils.compile import CompileSettings, compile_network
     except ImportError:
         return torch.compile(net)
-    return compile_network(net)
+    compile_network(net, CompileSettings())
+    return net
 
 
 def _forward_fn(spec: dict[str, Any], net: Any, runner: Any, clip: Any) -> Any:
@@ -225,7 +227,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_mib": peak_mib, "memory": memory_kind, "build_s": build_s, "kept": result["kept"],
         "finite": bool(torch.isfinite(out.float()).all()), "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name(device) if cuda else "cpu", "threads": torch.get_num_threads(),
-        "pid": os.getpid()}
+        "pid": os.getpid(), "mask_execution": _mask_mode(net)}
+
+
+def _mask_mode(net: Any) -> str | None:
+    """MIA-VSR's mask mode as run (compiling may change it), None for other networks."""
+    if hasattr(net, "mask_execution"):
+        return net.mask_execution
+    return None if not hasattr(net, "skip_masked_tokens") else "gather" if net.skip_masked_tokens else "dense"
 
 
 def load_official_helper(ref_root: str, helper_path: str | None) -> types.ModuleType:
@@ -265,7 +274,10 @@ def make_clip(frames: int, size: tuple[int, int], seed: int = 0) -> Any:
 def run_child(spec: dict[str, Any], in_process: bool, timeout: float) -> dict[str, Any]:
     """One measurement, in a fresh subprocess unless ``in_process`` (tests only)."""
     if in_process:
-        return measure(spec)
+        try:
+            return measure(spec)
+        except Exception as error:  # noqa: BLE001 - reported in the table, as a failed subprocess is
+            return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), str(SCRIPTS),
                                                                        os.environ.get("PYTHONPATH")]))}
     try:
@@ -330,7 +342,12 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> list[d
                 official, official_error = (None, None)
                 if args.official_ref and row.official:
                     official, official_error = collect("official", row.official, precision, False)
-                summary.append({"kind": "row", "row": row.key, "label": row.label, "precision": precision,
+                label = row.label
+                modes = {r.get("mask_execution") for r in results if r["impl"] == "vsrt" and r["row"] == row.key
+                         and r["compile"] == compiled and r["precision"] == precision and "error" not in r}
+                if row.mask_execution and modes and modes != {row.mask_execution}:
+                    label += f" (ran {', '.join(sorted(map(str, modes)))})"
+                summary.append({"kind": "row", "row": row.key, "label": label, "precision": precision,
                                 "compile": compiled, "vsrt": vsrt, "official": official,
                                 "errors": {k: v for k, v in (("vsrt", vsrt_error), ("official", official_error))
                                            if v}})
@@ -378,7 +395,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=8, help="frames of the recurrent models' clip")
     parser.add_argument("--vrt-frames", type=int, default=12, help="frames through VRT's tiled test_video")
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"])
-    parser.add_argument("--compile", action="store_true", help="also run every row compiled")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run every row compiled (vsrt.utils.compile; keep --warmup >= 1 so the "
+                        "compilation is not timed)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--runs", type=int, default=2, help="timed passes per process")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (official and vsrt interleaved in each)")
