@@ -112,19 +112,25 @@ def test_temporary_files_of_a_killed_write_are_removed_at_start(trained, monkeyp
 
 
 def test_failed_starts_do_not_pile_up_archives(tmp_path):
+    """Starts that fail on missing data (before the folder is touched) or on a missing SpyNet file (after
+    the folder and its log exist) archive nothing; a folder with a finished run is archived once."""
     opt = tiny_train_options(tmp_path, **{"train.total_iter": 1, "val.val_freq": None})
     good = write_options(tmp_path / "good.yml", opt)
-    opt["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "missing")
-    bad = write_options(tmp_path / "bad.yml", {**opt, "name": "tiny"})
+    no_data = tiny_train_options(tmp_path, **{"train.total_iter": 1, "datasets.train.dataroot_gt": str(tmp_path / "x")})
+    no_spynet = tiny_train_options(tmp_path, **{"train.total_iter": 1, "network_g.spynet_path": str(tmp_path / "x")})
     experiments = tmp_path / "experiments"
-    for _ in range(3):
+    for _ in range(2):
         with pytest.raises((FileNotFoundError, ValueError)):
-            train.main(["-opt", str(bad)])
-    assert not experiments.exists() or not list(experiments.iterdir())
-    (experiments / "tiny" / "models").mkdir(parents=True)  # empty folders: reused, not archived
+            train.main(["-opt", str(write_options(tmp_path / "bad.yml", no_data))])
+        assert not (experiments / "tiny").exists()
+    for _ in range(2):
+        with pytest.raises(FileNotFoundError, match="spynet_path"):
+            train.main(["-opt", str(write_options(tmp_path / "bad.yml", no_spynet))])
+    assert [p.name for p in experiments.iterdir()] == ["tiny"]  # reused: log and option copy only
     train.main(["-opt", str(good)])
-    assert sorted(p.name for p in experiments.iterdir()) == ["tiny"]
-    train.main(["-opt", str(good)])  # a folder with a finished run is archived once
+    assert [p.name for p in experiments.iterdir()] == ["tiny"]
+    train.main(["-opt", str(good)])
     names = sorted(p.name for p in experiments.iterdir())
     assert len(names) == 2 and names[0] == "tiny" and names[1].startswith("tiny_archived_")
     assert os.listdir(experiments / names[1] / "models") == ["net_g_latest.pth"]
+    assert len(list((experiments / names[1]).glob("train_tiny_*.log"))) >= 2  # a failed start's log is kept

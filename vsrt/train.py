@@ -130,7 +130,13 @@ def train(args: argparse.Namespace) -> str:
     if state is not None:
         use_resumed_weights(opt, resume_path, state, logger)
     # the data first: a start that fails on missing data leaves the experiment folder alone
-    loader, sampler, iters_per_epoch = build_train_loader(opt, seed)
+    loader, sampler, batches_per_epoch = build_train_loader(opt, seed)
+    # train.accumulate_grad: one iteration (optimizer step, schedule step) takes that many batches
+    accumulate = int(opt["train"].get("accumulate_grad") or 1)
+    if batches_per_epoch < accumulate:
+        raise ValueError(f"train.accumulate_grad: {accumulate} batches per step, but an epoch has only "
+                         f"{batches_per_epoch} batches per process")
+    iters_per_epoch = batches_per_epoch // accumulate  # an epoch's last batches that do not fill a step are dropped
     val_datasets = build_val_datasets(opt)
     prepare_folders(opt, resuming=state is not None)
     barrier()
@@ -139,7 +145,6 @@ def train(args: argparse.Namespace) -> str:
     for notice in notices:
         logger.warning(notice)
     logger.info("vsrt training, torch %s, %d process(es)\n%s", torch.__version__, world_size, dict2str(opt))
-    tb_logger = init_scalar_loggers(opt)  # tensorboard and/or wandb (rank 0), None when neither
     port = (opt.get("dist_params") or {}).get("port")
     if args.launcher == "pytorch" and port is not None and str(int(port)) != os.environ.get("MASTER_PORT"):
         logger.warning("dist_params.port %s is not used under torchrun, which listens on MASTER_PORT=%s "
@@ -147,12 +152,6 @@ def train(args: argparse.Namespace) -> str:
 
     train_opt, logger_opt, val_opt = opt["train"], opt.get("logger") or {}, opt.get("val") or {}
     total_iter = int(train_opt["total_iter"])
-    # train.accumulate_grad: one iteration (optimizer step, schedule step) takes that many batches
-    accumulate = int(train_opt.get("accumulate_grad") or 1)
-    if iters_per_epoch < accumulate:
-        raise ValueError(f"train.accumulate_grad: {accumulate} batches per step, but an epoch has only "
-                         f"{iters_per_epoch} batches per process")
-    iters_per_epoch //= accumulate  # an epoch's last batches that do not fill a step are dropped
     total_epochs = math.ceil(total_iter / iters_per_epoch)
     logger.info("Training: %d iterations per epoch (%d batch(es) each), %d epochs, %d iterations",
                 iters_per_epoch, accumulate, total_epochs, total_iter)
@@ -166,6 +165,7 @@ def train(args: argparse.Namespace) -> str:
         start_epoch, current_iter = state["epoch"], state["iter"]
         skip_batches = state.get("batch_in_epoch", 0)
         logger.info("Resumed from %s: epoch %d, iteration %d", resume_path, start_epoch, current_iter)
+    tb_logger = init_scalar_loggers(opt)  # tensorboard and/or wandb (rank 0), None when neither
 
     message_logger = MessageLogger(opt, current_iter, tb_logger)
     data_timer, iter_timer = AvgTimer(), AvgTimer()
