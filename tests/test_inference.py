@@ -187,9 +187,11 @@ def test_inference_script_runs_as_a_program(tmp_path, tiny_basicvsr):
 
 def test_bad_scale_for_fixed_scale_model(tmp_path, tiny_basicvsr):
     _, ckpt, opt = tiny_basicvsr
+    (tmp_path / "000").mkdir()  # a clip folder: the data is checked first, the scale before it is read
     with pytest.raises(ValueError, match="fixed x4"):
         main_reds(["--opt", str(opt), "--weights", str(ckpt), "--scale", "3", "--gt-root", str(tmp_path),
-                   "--lq-root", str(tmp_path), "--device", "cpu", "--quiet"])
+                   "--lq-root", str(tmp_path), "--clips", "000", "--output", str(tmp_path / "out"),
+                   "--device", "cpu", "--quiet"])
 
 
 def test_bad_device_is_a_one_line_error(tmp_path, tiny_basicvsr, capsys, monkeypatch):
@@ -197,10 +199,12 @@ def test_bad_device_is_a_one_line_error(tmp_path, tiny_basicvsr, capsys, monkeyp
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     _, ckpt, opt = tiny_basicvsr
+    (tmp_path / "000").mkdir()  # a clip folder (the data folders are checked first)
     for device, message in (("cuda", "CUDA is not available"), ("tpu:0", "expected cpu, cuda")):
         with pytest.raises(SystemExit) as exit_info:
             run_script(main_reds, ["--opt", str(opt), "--weights", str(ckpt), "--device", device,
-                                   "--gt-root", str(tmp_path), "--lq-root", str(tmp_path), "--quiet"])
+                                   "--gt-root", str(tmp_path), "--lq-root", str(tmp_path), "--clips", "000",
+                                   "--output", str(tmp_path / "out"), "--quiet"])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
@@ -275,4 +279,5 @@ def test_frame_interpolation_benchmark_scores_im4_from_odd_frames(tmp_path, caps
 
     with pytest.raises(ValueError, match="interpolates frames"):
         main_reds(["--opt", str(opt), "--weights", str(ckpt), "--gt-root", str(gt_root), "--lq-root",
-                   str(gt_root), "--device", "cpu", "--quiet"])
+                   str(gt_root), "--clips", "00001", "--output", str(tmp_path / "reds"), "--device", "cpu",
+                   "--quiet"])

@@ -151,7 +151,7 @@ def test_benchmark_script_at_the_gt_size(tmp_path, savsr_args):
     assert report["settings"]["target_size"] == [40, 56] and report["clips"][0]["frames"] == 3
     assert json.loads((tmp_path / "results" / "metrics.json").read_text())["average"] == report["average"]
     with pytest.raises(ValueError, match="--target-size 64x96 differs from its GT size 40x56"):
-        main_reds([*savsr_args, *folders, "--target-size", "64x96"])
+        main_reds([*savsr_args, *folders, "--target-size", "64x96", "--force"])
     with pytest.raises(ValueError, match="--target-size needs LQ frames"):  # LQ made from the GT needs --scale
         main_vimeo([*savsr_args, "--dataset", "vid4", "--gt-root", str(tmp_path / "GT"), "--lq-from-gt",
                     "--target-size", "40x56", "--output", str(tmp_path / "results_vid4")])

@@ -64,6 +64,7 @@ class Preset:
     sha256: str | None  # full digest or prefix; None = not verified
     param_key: str | None = "params"
     task: str = "video SR x4"
+    degradation: str = "BI"  # of the LQ frames it was trained on: BI (bicubic) or BD (blur + subsampling)
     download_page: str | None = None
     scores: tuple[Score, ...] = ()
     tiling: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> TileConfig kwargs
@@ -142,7 +143,7 @@ _PRESET_LIST = [
            tiling=dict(_VRT_SR_TILES)),
     Preset("vrt_x4_vimeo_bd", _vrt("004_VRT_videosr_bd_Vimeo_7frames"), "004_VRT_videosr_bd_Vimeo_7frames.pth",
            VRT_RELEASE + "004_VRT_videosr_bd_Vimeo_7frames.pth", None,
-           task="video SR x4 (BD)",
+           task="video SR x4 (BD)", degradation="BD",
            scores=(Score("udm10", 41.05, 0.9737, "Y", source=_VRT_SRC),
                    Score("vimeo90k", 38.72, 0.9584, source=_VRT_SRC, **_VIMEO_Y),
                    Score("vid4", 29.42, 0.8795, "Y", source=_VRT_SRC)),

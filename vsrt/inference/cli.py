@@ -1,24 +1,26 @@
-"""Command lines of the benchmark scripts ``inference_reds.py`` and ``inference_vimeo90k.py``."""
+"""Command lines of the benchmark scripts ``inference_reds.py`` and ``inference_vimeo90k.py``.
+
+Arguments, data folders and the output folder are checked before torch is imported (which takes
+seconds): a typo, a missing folder, an unwritable or already used output folder is an error at once,
+not after the model is loaded or the evaluation has run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vsrt.inference.datasets import (
-    PROTOCOLS,
-    REDS4_CLIPS,
-    BenchmarkClip,
-    LQFromGT,
-    Protocol,
-    folder_clips,
-    vimeo_clips,
-    vimeo_interpolation_clips,
-)
+from vsrt.inference.protocols import DATASET_TITLES, PROTOCOLS, REDS4_CLIPS, Protocol
 
+if TYPE_CHECKING:
+    from vsrt.inference.datasets import BenchmarkClip, LQFromGT
+
+REDS4_DEFAULTS = {"gt_root": "datasets/REDS4/GT", "lq_root": "datasets/REDS4/sharp_bicubic"}
 DATASET_DEFAULTS = {
     "vimeo90k": {"gt_root": "datasets/vimeo90k/vimeo_septuplet/sequences",
                  "lq_root": "datasets/vimeo90k/vimeo_septuplet_matlabLRx4/sequences",
@@ -26,6 +28,18 @@ DATASET_DEFAULTS = {
     "vid4": {"gt_root": "datasets/Vid4/GT", "lq_root": "datasets/Vid4/BIx4"},
     "udm10": {"gt_root": "datasets/UDM10/GT", "lq_root": "datasets/UDM10/BDx4"},
 }
+# LQ folders for networks trained on BD degradation (Gaussian blur, x4 subsampling), e.g. vrt_x4_vimeo_bd
+BD_LQ_ROOTS = {"vimeo90k": "datasets/vimeo90k/vimeo_septuplet_BDLRx4/sequences", "vid4": "datasets/Vid4/BDx4",
+               "udm10": "datasets/UDM10/BDx4"}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default; an argument whose default depends on others (None) says it in its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help or ""
+        return super()._get_help_string(action)
 # VRT README commands per test set (``--tile T P P --tile_overlap To Po Po``); other sets get the
 # defaults of main_test_vrt.py. Zoo presets may override them per dataset.
 VRT_DEFAULT_TILES = {"temporal_chunk": 40, "temporal_overlap": 2, "tile": 128, "tile_overlap": 20}
@@ -40,12 +54,15 @@ VRT_DATASET_TILES = {
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Model, device, precision and tiling options shared by the scripts and ``vsrt upscale``."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--opt", help="option file whose network_g (and path.pretrain_network_g) is used")
+    source.add_argument("--opt", help="option file whose network_g (and path.pretrain_network_g) is used; "
+                        "your own trained model: --opt its training option file --weights its net_g_*.pth")
     source.add_argument("--model", help="zoo preset name (python -m vsrt zoo list)")
-    parser.add_argument("--weights", help="checkpoint file (loaded with strict=True)")
+    parser.add_argument("--weights", help="checkpoint file, loaded with strict=True (default: the option "
+                        "file's path.pretrain_network_g, or the preset's file in the torch hub cache)")
     parser.add_argument("--no-download", action="store_true", help="never download a preset's checkpoint")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                        help="autocast precision (fp16 needs CUDA)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--scale", help="output scale of arbitrary-scale networks: S or S_H,S_W (height, width)")
     size.add_argument("--target-size", metavar="H,W",
@@ -62,9 +79,65 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--output", help="results folder (default results/<model>_<dataset>)")
-    parser.add_argument("--save-images", action="store_true", help="also write the scored output frames")
+    parser.add_argument("--output", help="results folder (default: results/<experiment>/<dataset>, the "
+                        "experiment being the option file's name or the zoo preset)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the results (metrics, images) already in the results folder")
+    parser.add_argument("--save-images", action="store_true",
+                        help="also write the scored output frames (PNG) under <results folder>/images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def experiment_name(args: argparse.Namespace) -> str:
+    """The zoo preset, or the ``name`` of the option file (its stem when it has none)."""
+    if args.model is not None:
+        return args.model
+    from vsrt.options import load_yaml
+
+    return str(load_yaml(args.opt).get("name") or Path(args.opt).stem)
+
+
+def option_file_data(opt_path: str | None) -> dict[str, Any]:
+    """``dataroot_gt``, ``dataroot_lq``, ``meta_info_file`` and ``type`` of the option file's first test
+    (or val) dataset: the data an option file names is what the scripts use unless told otherwise."""
+    if opt_path is None:
+        return {}
+    from vsrt.options import load_yaml
+
+    for key, dataset in (load_yaml(opt_path).get("datasets") or {}).items():
+        if key.split("_")[0] in ("test", "val") and isinstance(dataset, dict):
+            return {"gt_root": dataset.get("dataroot_gt"), "lq_root": dataset.get("dataroot_lq"),
+                    "meta_file": dataset.get("meta_info_file"), "type": dataset.get("type")}
+    return {}
+
+
+def check_inputs(args: argparse.Namespace, folders: dict[str, str | None], files: dict[str, str | None]) -> None:
+    """Files named on the command line exist (before any slow import): ``--opt``, ``--weights``, data."""
+    for flag, path in (("--opt", args.opt), ("--weights", args.weights), *files.items()):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{flag}: file not found: {path}")
+    for flag, path in folders.items():
+        if path is not None and not Path(path).is_dir():
+            raise FileNotFoundError(f"{flag}: folder not found: {path}")
+
+
+def prepare_output(folder: str | Path, force: bool) -> Path:
+    """Create the results folder and prove it writable now, not after the evaluation; refuse to overwrite
+    earlier results without ``--force``."""
+    folder = Path(folder)
+    existing = [folder / name for name in ("metrics.csv", "metrics.json", "images") if (folder / name).exists()]
+    if existing and not force:
+        raise FileExistsError(f"{folder} already holds results ({', '.join(p.name for p in existing)}): "
+                              "give --force to overwrite them, or another --output")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test_"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"results folder {folder} is not writable: {err.strerror or err}") from None
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"results folder {folder} is not writable")
+    return folder
 
 
 def _pair(values: Sequence[int] | None) -> Any:
@@ -124,9 +197,18 @@ def published_scores(loaded: Any, dataset: str, scale: Any) -> list[dict[str, An
     return [asdict(s) for s in loaded.preset.scores if s.dataset == dataset and same_scale(s.scale)]
 
 
+def data_label(dataset: str, gt_root: str | Path, standard_root: str) -> str:
+    """What the table calls the data: the test set's name for its standard folder, else the folder."""
+    title = DATASET_TITLES.get(dataset, dataset)
+    if Path(gt_root).resolve() == Path(standard_root).resolve():
+        return title
+    return f"{gt_root} (scored as {title})"
+
+
 def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
-                  protocol: Protocol | Callable[[Any], Protocol]) -> dict[str, Any]:
-    """Load, evaluate, print the table and write ``metrics.csv`` / ``metrics.json``; return the JSON dict.
+                  protocol: Protocol | Callable[[Any], Protocol], out_dir: Path, label: str) -> dict[str, Any]:
+    """Load, evaluate, print the table and write ``metrics.csv`` / ``metrics.json`` into ``out_dir`` (already
+    checked by :func:`prepare_output`); return the JSON dict. ``label`` names the data in the table.
 
     ``protocol`` may depend on the network: a function of the :class:`ClipRunner`.
     """
@@ -138,13 +220,14 @@ def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
     loaded, runner = build_runner(args, dataset)
     if not isinstance(protocol, Protocol):
         protocol = protocol(runner)
-    clips, lq_from_gt = clips_for(runner)
-    out_dir = Path(args.output or f"results/{loaded.label}_{dataset}")
+    clips, lq_from_gt = clips_for(runner, loaded)
     save_dir = out_dir / "images" if args.save_images else None
     scores = evaluate(runner, clips, protocol, lq_from_gt, save_dir, progress=not args.quiet)
-    print(f"{loaded.label} on {dataset} ({protocol.channel}, crop_border {protocol.crop_border}"
+    print(f"{loaded.label} on {label} ({protocol.channel}, crop_border {protocol.crop_border}"
           f"{', centre frame only' if protocol.centre_frame_only else ''}):")
     print(format_table(scores, protocol))
+    if save_dir is not None:
+        print_saved_images(save_dir, scores)
     per_clip_scale = loaded.spec.arbitrary_scale and runner.target_size is not None  # no published score
     published = [] if per_clip_scale else \
         published_scores(loaded, dataset, runner.scale if loaded.spec.arbitrary_scale else None)
@@ -152,7 +235,8 @@ def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
         print(f"published: {s['psnr']:.2f} / {s['ssim'] if s['ssim'] is not None else '-'} ({s['source']})")
     tiles = runner.tiles
     info = {"model": loaded.label, "arch": loaded.spec.arch, "weights": str(loaded.weights) if loaded.weights else None,
-            "checksum_verified": loaded.checksum_verified, "dataset": dataset,
+            "checksum_verified": loaded.checksum_verified, "dataset": dataset, "data": label,
+            "images": str(save_dir) if save_dir is not None else None,
             "protocol": {"channel": protocol.channel, "crop_border": protocol.crop_border,
                          "centre_frame_only": protocol.centre_frame_only, "image": "tensor2img uint8",
                          "averaging": "mean over frames per clip, then mean over clips"},
@@ -169,8 +253,20 @@ def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
     return json.loads(json_path.read_text())
 
 
+def print_saved_images(save_dir: Path, scores: Sequence[Any], max_rows: int = 20) -> None:
+    """Where the output frames went: one line per clip folder (at most ``max_rows``)."""
+    folders = [save_dir / s.clip.replace("/", "_") for s in scores]
+    print(f"saved {sum(s.frames for s in scores)} output frames (PNG) under {save_dir}:")
+    for folder, s in list(zip(folders, scores))[:max_rows]:
+        print(f"  {folder}/ ({s.frames} frame{'s' if s.frames != 1 else ''})")
+    if len(folders) > max_rows:
+        print(f"  ... and {len(folders) - max_rows} more clip folders")
+
+
 def _lq_rule(args: argparse.Namespace, runner: Any, lq_root_given: bool) -> LQFromGT | None:
     """When the LQ frames are made from the GT: denoisers always, arbitrary-scale nets without an LQ folder."""
+    from vsrt.inference.datasets import LQFromGT
+
     if runner.spec.nonblind_denoising:
         return LQFromGT(noise_sigma=args.noise_sigma)
     if runner.spec.arbitrary_scale and (args.lq_from_gt or not lq_root_given):
@@ -187,29 +283,47 @@ def run_script(main: Any, argv: list[str] | None = None) -> None:
     ``error:`` line and exit status 2 instead of a traceback."""
     import sys
 
-    from vsrt.zoo import ChecksumError
-
     try:
         main(argv)
-    except (FileNotFoundError, ValueError, KeyError, ChecksumError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        if isinstance(err, RuntimeError):  # only a checksum mismatch is expected; zoo imports torch
+            from vsrt.zoo import ChecksumError
+
+            if not isinstance(err, ChecksumError):
+                raise
         print(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def main_reds(argv: list[str] | None = None) -> dict[str, Any]:
     """``inference_reds.py``: REDS4 (clips 000, 011, 015, 020), RGB PSNR/SSIM on every frame."""
-    parser = argparse.ArgumentParser(description=main_reds.__doc__)
+    parser = argparse.ArgumentParser(prog="python inference_reds.py", description=main_reds.__doc__,
+                                     formatter_class=HelpFormatter)
     add_benchmark_arguments(parser)
-    parser.add_argument("--gt-root", default="datasets/REDS4/GT")
-    parser.add_argument("--lq-root", default="datasets/REDS4/sharp_bicubic")
-    parser.add_argument("--clips", nargs="+", default=list(REDS4_CLIPS))
+    parser.add_argument("--gt-root", help=f"GT clip folders (default: the option file's dataroot_gt, else "
+                        f"{REDS4_DEFAULTS['gt_root']})")
+    parser.add_argument("--lq-root", help=f"LQ clip folders (default: the option file's dataroot_lq, else "
+                        f"{REDS4_DEFAULTS['lq_root']})")
+    parser.add_argument("--clips", nargs="+", default=list(REDS4_CLIPS), help="clip folders to score")
     args = parser.parse_args(argv)
+    check_inputs(args, {}, {})
+    from_options = option_file_data(args.opt)
+    gt_root = args.gt_root or from_options.get("gt_root") or REDS4_DEFAULTS["gt_root"]
+    lq_root = args.lq_root or from_options.get("lq_root") or REDS4_DEFAULTS["lq_root"]
+    check_inputs(args, {"--gt-root": gt_root, "--lq-root": lq_root}, {})
+    for clip in args.clips:
+        check_inputs(args, {f"--clips {clip} (GT)": str(Path(gt_root) / clip),
+                            f"--clips {clip} (LQ)": str(Path(lq_root) / clip)}, {})
+    out_dir = prepare_output(args.output or Path("results") / experiment_name(args) / "reds4", args.force)
+    label = data_label("reds4", gt_root, REDS4_DEFAULTS["gt_root"])
 
-    def clips_for(runner: Any) -> tuple[list[BenchmarkClip], LQFromGT | None]:
+    def clips_for(runner: Any, loaded: Any) -> tuple[list[BenchmarkClip], LQFromGT | None]:
+        from vsrt.inference.datasets import folder_clips
+
         _refuse_interpolation(runner, "REDS4")
-        return folder_clips(args.gt_root, args.lq_root, args.clips), None
+        return folder_clips(gt_root, lq_root, args.clips), None
 
-    return run_benchmark(args, "reds4", clips_for, PROTOCOLS["reds4"])
+    return run_benchmark(args, "reds4", clips_for, PROTOCOLS["reds4"], out_dir, label)
 
 
 def _refuse_interpolation(runner: Any, dataset: str) -> None:
@@ -218,38 +332,74 @@ def _refuse_interpolation(runner: Any, dataset: str) -> None:
                          f"Vimeo-90K-T (inference_vimeo90k.py --dataset vimeo90k), not on {dataset}")
 
 
+def dataset_of_option_file(data: dict[str, Any]) -> str | None:
+    """The benchmark an option file's test set is (Vimeo-90K-T by its dataset type, Vid4 / UDM10 by folder)."""
+    if data.get("type") == "VideoTestVimeo90KDataset":
+        return "vimeo90k"
+    root = str(data.get("gt_root") or "").lower()
+    return next((name for name in ("vid4", "udm10") if name in root), None)
+
+
 def main_vimeo(argv: list[str] | None = None) -> dict[str, Any]:
     """``inference_vimeo90k.py``: Vimeo-90K-T (centre frame), Vid4 or UDM10 (all frames); Y PSNR/SSIM.
     A frame-interpolation network (VRT task 009) is scored on Vimeo-90K-T's im4 from the GT frames
     im1, im3, im5, im7, on RGB."""
-    parser = argparse.ArgumentParser(description=main_vimeo.__doc__)
+    parser = argparse.ArgumentParser(prog="python inference_vimeo90k.py",
+                                     description=main_vimeo.__doc__, formatter_class=HelpFormatter)
     add_benchmark_arguments(parser)
-    parser.add_argument("--dataset", default="vimeo90k", choices=tuple(DATASET_DEFAULTS))
-    parser.add_argument("--gt-root")
-    parser.add_argument("--lq-root")
-    parser.add_argument("--meta-file", help="Vimeo-90K-T list (sep_testlist.txt or BasicSR meta info)")
+    parser.add_argument("--dataset", choices=tuple(DATASET_DEFAULTS),
+                        help="test set (default: the option file's test set, else vimeo90k)")
+    parser.add_argument("--gt-root", help="GT folder (default: the option file's dataroot_gt, else the "
+                        "test set's folder under datasets/, e.g. datasets/Vid4/GT)")
+    parser.add_argument("--lq-root", help="LQ folder (default: the option file's dataroot_lq, else the test "
+                        "set's BI folder, or its BD folder for a BD zoo model, e.g. datasets/Vid4/BIx4)")
+    parser.add_argument("--meta-file", help="Vimeo-90K-T list, sep_testlist.txt or BasicSR meta info (default: "
+                        "the option file's meta_info_file, else " + DATASET_DEFAULTS["vimeo90k"]["meta_file"] + ")")
     parser.add_argument("--lq-from-gt", action="store_true",
                         help="arbitrary-scale models: make the LQ from the GT at --scale (default without --lq-root)")
-    parser.add_argument("--downsample-mode", default="torch", choices=("torch", "core"))
+    parser.add_argument("--downsample-mode", default="torch", choices=("torch", "core"),
+                        help="how --lq-from-gt downsamples: torch (antialiased bicubic, SAVSR's) or core "
+                        "(MATLAB imresize)")
     args = parser.parse_args(argv)
-    defaults = DATASET_DEFAULTS[args.dataset]
-    gt_root = args.gt_root or defaults["gt_root"]
+    check_inputs(args, {}, {})
+    from_options = option_file_data(args.opt)
+    dataset = args.dataset or dataset_of_option_file(from_options) or "vimeo90k"
+    if args.dataset is None and args.opt is not None and dataset_of_option_file(from_options) is None \
+            and from_options.get("gt_root"):
+        raise ValueError(f"{args.opt}: cannot tell which test set {from_options['gt_root']} is; give --dataset")
+    same_set = dataset_of_option_file(from_options) == dataset
+    defaults = DATASET_DEFAULTS[dataset]
+    gt_root = args.gt_root or (from_options.get("gt_root") if same_set else None) or defaults["gt_root"]
+    meta_file = args.meta_file or (from_options.get("meta_file") if same_set else None) or defaults.get("meta_file")
+    check_inputs(args, {"--gt-root": gt_root}, {"--meta-file": meta_file if dataset == "vimeo90k" else None})
+    out_dir = prepare_output(args.output or Path("results") / experiment_name(args) / dataset, args.force)
+    label = data_label(dataset, gt_root, defaults["gt_root"])
 
-    def clips_for(runner: Any) -> tuple[list[BenchmarkClip], LQFromGT | None]:
-        lq_root = args.lq_root or defaults["lq_root"]
+    lq_root_given = args.lq_root or (from_options.get("lq_root") if same_set else None)  # str or None
+
+    def lq_root_for(loaded: Any) -> str:
+        if lq_root_given:
+            return lq_root_given
+        bd = loaded.preset is not None and loaded.preset.degradation == "BD"
+        return BD_LQ_ROOTS[dataset] if bd else defaults["lq_root"]
+
+    def clips_for(runner: Any, loaded: Any) -> tuple[list[BenchmarkClip], LQFromGT | None]:
+        from vsrt.inference.datasets import folder_clips, vimeo_clips, vimeo_interpolation_clips
+
+        lq_root = lq_root_for(loaded)
         if runner.spec.kind == "interpolation":
-            if args.dataset != "vimeo90k":
-                _refuse_interpolation(runner, args.dataset)
-            return vimeo_interpolation_clips(gt_root, args.meta_file or defaults["meta_file"]), None
-        if args.dataset == "vimeo90k":
+            if dataset != "vimeo90k":
+                _refuse_interpolation(runner, dataset)
+            return vimeo_interpolation_clips(gt_root, meta_file), None
+        if dataset == "vimeo90k":
             if args.lq_from_gt or runner.spec.nonblind_denoising:
-                raise SystemExit("error: Vimeo-90K-T is scored on its LQ septuplets; LQ-from-GT is for folders")
-            return vimeo_clips(gt_root, lq_root, args.meta_file or defaults["meta_file"]), None
-        rule = _lq_rule(args, runner, args.lq_root is not None)
+                raise ValueError("Vimeo-90K-T is scored on its LQ septuplets; LQ-from-GT is for folders")
+            return vimeo_clips(gt_root, lq_root, meta_file), None
+        rule = _lq_rule(args, runner, bool(lq_root_given))
         return folder_clips(gt_root, None if rule is not None else lq_root), rule
 
     def protocol_for(runner: Any) -> Protocol:
-        interpolating = runner.spec.kind == "interpolation" and args.dataset == "vimeo90k"
-        return PROTOCOLS["vimeo90k_interpolation" if interpolating else args.dataset]
+        interpolating = runner.spec.kind == "interpolation" and dataset == "vimeo90k"
+        return PROTOCOLS["vimeo90k_interpolation" if interpolating else dataset]
 
-    return run_benchmark(args, args.dataset, clips_for, protocol_for)
+    return run_benchmark(args, dataset, clips_for, protocol_for, out_dir, label)

@@ -17,33 +17,8 @@ import numpy as np
 import torch
 
 from vsrt.data.data_util import list_images, read_image, read_meta_info
+from vsrt.inference.protocols import PROTOCOLS, REDS4_CLIPS, Protocol  # noqa: F401  (re-exported)
 from vsrt.utils import img2tensor
-
-REDS4_CLIPS = ("000", "011", "015", "020")
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How a test set is scored (see docs/metrics.md)."""
-
-    dataset: str
-    test_y_channel: bool
-    crop_border: int = 0
-    centre_frame_only: bool = False
-
-    @property
-    def channel(self) -> str:
-        return "Y" if self.test_y_channel else "RGB"
-
-
-PROTOCOLS = {
-    "reds4": Protocol("reds4", test_y_channel=False),
-    "vimeo90k": Protocol("vimeo90k", test_y_channel=True, centre_frame_only=True),
-    # frame interpolation (VRT task 009): the one new frame, RGB, as the VRT paper reports it
-    "vimeo90k_interpolation": Protocol("vimeo90k", test_y_channel=False),
-    "vid4": Protocol("vid4", test_y_channel=True),
-    "udm10": Protocol("udm10", test_y_channel=True),
-}
 
 
 @dataclass
