@@ -186,13 +186,13 @@ def test_an_output_that_cannot_fit_fails_early_with_the_estimate(tmp_path, capsy
     _, savsr_args = save_tiny(tmp_path, TINY_SAVSR)
     frames = frames_folder(tmp_path / "in", count=3)
     start = time.perf_counter()
-    message = error_of([str(frames), "-o", str(tmp_path / "huge"), *savsr_args, "--scale", "1000"], capsys)
+    message = error_of([str(frames), "-o", str(tmp_path / "huge"), *savsr_args, "--scale", "10000"], capsys)
     assert time.perf_counter() - start < 20
-    # 3 output frames of 16000x16000 (9.2 GB) and a 64-channel map (65.5 GB, what SAVSR then tries to allocate)
-    assert "16000x16000" in message and "at least 74.8 GB on cpu" in message and "--scale" in message
+    # 3 output frames of 160000x160000 (0.9 TB) and a 64-channel map (6.6 TB, what SAVSR would allocate)
+    assert "160000x160000" in message and "at least 7.5 TB on cpu" in message and "--scale" in message
     assert not (tmp_path / "huge").exists()
 
-    from vsrt.inference.memory_check import TooLargeError, check_fits
+    from vsrt.utils.memory_check import TooLargeError, check_fits
 
     spec = describe_network({"type": "BasicVSR"})
     need = (8 * 3 + 64) * 256 * 256 * 4  # 8 output frames and one 64-channel map of 256x256, float32
@@ -200,3 +200,17 @@ def test_an_output_that_cannot_fit_fails_early_with_the_estimate(tmp_path, capsy
     with pytest.raises(TooLargeError, match="at least 23.1 MB on cpu"):
         check_fits(spec, (64, 64), 4, 8, 4, torch.device("cpu"), available=need - 1)
     check_fits(spec, (64, 64), 4, 8, 4, torch.device("cpu"), tile=(32, 32), available=need - 1)  # tiles help
+
+
+def test_savsr_validation_refuses_an_absurd_scale_before_allocating(tmp_path):
+    """The same estimate guards SAVSR's whole-clip inference in vsrt.test / validation."""
+    from vsrt.models import build_model
+    from vsrt.options import finalize
+    from vsrt.utils.memory_check import TooLargeError
+
+    opt = finalize({"name": "t", "model_type": "ASVSRModel", "scale": 4, "num_gpu": 0, "network_g": TINY_SAVSR,
+                    "path": {"results_root": str(tmp_path)}}, is_train=False, root=tmp_path)
+    model = build_model(opt)
+    with pytest.raises(TooLargeError, match="SAVSR at scale 10000x10000 turns 16x16 frames into 160000x160000"):
+        model.infer(torch.rand(1, 5, 3, 16, 16), scale=10000)
+    assert model.infer(torch.rand(1, 5, 3, 8, 8), scale=1.5).shape == (1, 5, 3, 12, 12)

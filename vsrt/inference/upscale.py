@@ -111,10 +111,10 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
     from vsrt.archs.tiling import TileConfig
     from vsrt.inference.cli import _pair
     from vsrt.inference.loading import load_model, pick_device
-    from vsrt.inference.memory_check import check_fits
     from vsrt.inference.runner import ClipRunner
     from vsrt.inference.spec import resolve_scale
     from vsrt.inference.video_stream import open_source
+    from vsrt.utils.memory_check import check_fits
 
     output, input_path = Path(args.output), Path(args.input)
     writes_video = check_output(args.output, input_path, args.force)  # before any work

@@ -29,11 +29,13 @@ from typing import Any
 import torch
 
 from vsrt.archs.scale import ScalePair, as_scale_pair, is_arbitrary_scale, scale_tag
+from vsrt.archs.spec import describe_network
 from vsrt.data.as_train_dataset import make_scaled_batch
 from vsrt.data.data_util import generate_frame_indices
 from vsrt.models.video_recurrent_model import VideoRecurrentModel
 from vsrt.registry import MODEL_REGISTRY
 from vsrt.utils.checkpoint import unwrap_model
+from vsrt.utils.memory_check import check_fits
 
 
 @MODEL_REGISTRY.register()
@@ -110,6 +112,9 @@ class ASVSRModel(VideoRecurrentModel):
             raise ValueError(f"a clip of {num_clip_frames} frames is too short for a {self.num_frame}-frame "
                              f"window with '{self.window_padding}' padding")
         net = self.network_for_test()
+        # an absurd scale fails here with the estimated size, not after minutes of allocation
+        check_fits(describe_network(self.opt["network_g"]), tuple(lq.shape[-2:]), scale, num_clip_frames,
+                   num_clip_frames, lq.device, outputs_on=lq.device)
         was_training = net.training
         net.eval()
         frames = []

@@ -74,12 +74,17 @@ def activation_bytes(lq_size: tuple[int, int], scale: Any, tile: tuple[int, int]
 
 
 def check_fits(spec: Any, lq_size: tuple[int, int], scale: Any, window_frames: int, out_frames: int,
-               device: torch.device, tile: tuple[int, int] = (0, 0), available: int | None = None) -> None:
+               device: torch.device, tile: tuple[int, int] = (0, 0), available: int | None = None,
+               outputs_on: torch.device | None = None) -> None:
     """Raise :class:`TooLargeError` naming the estimate when one network window cannot fit: its output
-    frames (gathered on the CPU) plus one feature map at output size (where the network runs)."""
+    frames (gathered on ``outputs_on``, default the CPU) plus one feature map at output size (on ``device``, where the
+    network runs). ``spec`` is a :class:`vsrt.archs.spec.ModelSpec` (``arch`` and ``kind`` are used)."""
     outputs, features = output_bytes(spec, lq_size, scale, window_frames, out_frames), \
         activation_bytes(lq_size, scale, tile)
-    needs = {"cpu": outputs + features} if device.type == "cpu" else {"cpu": outputs, str(device): features}
+    needs: dict[str, int] = {}
+    for place, count in ((outputs_on or torch.device("cpu"), outputs), (device, features)):
+        key = "cpu" if place.type == "cpu" else str(place)
+        needs[key] = needs.get(key, 0) + count
     for where, need in needs.items():
         free = available if available is not None else available_memory(torch.device(where))
         if free is None or need <= free:
