@@ -13,7 +13,8 @@ from pathlib import Path
 from vsrt import options
 
 PACKAGE = Path(options.__file__).resolve().parent
-# module-level tables of vsrt/options.py that declare keys or check their types, which is not using them
+# module-level tables of vsrt/options.py and vsrt/option_values.py that declare keys or check their
+# types, which is not using them
 DECLARATIONS = {"SCHEMA", "DATASET_KEYS", "RENAMED_KEYS", "INTEGER_OPTIONS", "NUMBER_OPTIONS",
                 "DATASET_INTEGER_OPTIONS", "REQUIRED"}
 # keys whose value is read without the key's name being written out (a computed key, a whole section
@@ -38,7 +39,7 @@ def literals_read() -> Counter[str]:
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         skipped: set[int] = set()
-        if path.name == "options.py":
+        if path.name in ("options.py", "option_values.py"):
             for node in tree.body:
                 targets = node.targets if isinstance(node, ast.Assign) else \
                     [node.target] if isinstance(node, ast.AnnAssign) else []

@@ -41,6 +41,7 @@ def start_without_data(tmp_path: Path, **changes) -> None:
     ("dist_params", {"backend": "ncl"}, r"dist_params.backend: 'ncl' is not one of nccl, gloo"),
     ("path.ignore_resume_networks", ["network_d"], r"path.ignore_resume_networks: expected a list of network_g"),
     ("logger.wandb", {"projct": "x"}, r"unknown key 'logger.wandb.projct'. Did you mean 'project'"),
+    ("logger.wandb", {"project": "x", "mode": "ofline"}, r"logger.wandb.mode: 'ofline' is not one of online"),
 ])
 def test_bad_value_names_the_key_and_file(tmp_path, key, value, message):
     with pytest.raises(OptionError, match=message) as info:
