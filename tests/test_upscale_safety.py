@@ -75,6 +75,11 @@ def test_an_output_folder_that_is_or_contains_the_input_is_refused(tmp_path, mod
     assert "is the input" in error_of([str(frames), "-o", str(frames), *model_args, "--force"], capsys)
     assert {p.name: p.read_bytes() for p in frames.iterdir()} == before
     assert sorted(p.name for p in (tmp_path / "parent").iterdir()) == ["clip"]
+    # inside the input folder is allowed: frames are listed non-recursively, so a later run over the
+    # input does not read them, and the input frames stay as they were
+    main([str(frames), "-o", str(frames / "up"), *model_args])
+    assert {p.name: p.read_bytes() for p in frames.iterdir() if p.is_file()} == before
+    assert main([str(frames), "-o", str(tmp_path / "again"), *model_args]).frames_in == 2
 
 
 def test_an_output_suffix_it_cannot_write_is_an_error(tmp_path, model_args, capsys):

@@ -3,7 +3,9 @@
 vsrt records the frames it writes in a manifest (``.vsrt-frames.json``, hidden, so a later run
 that reads the folder as input ignores it). ``--force`` replaces only what a manifest lists, never
 the folder itself: unrelated files in it survive, a frame name vsrt did not write is never
-overwritten, and an output folder that equals or contains the input is refused.
+overwritten, and an output folder that equals or contains the input is refused. An output folder
+inside an input folder of frames is allowed: input frames are listed non-recursively, so its PNGs
+are never read back as input.
 """
 
 from __future__ import annotations
