@@ -73,10 +73,21 @@ def test_frame_indices_rejects_bad_arguments():
         generate_frame_indices(0, 10, 5, padding="zeros")
 
 
-def test_duf_downsample_shapes():
-    x = torch.rand(2, 3, 3, 32, 48)
-    assert duf_downsample(x, scale=4).shape == (2, 3, 3, 8, 12)
-    assert duf_downsample(x[0], scale=2).shape == (3, 3, 16, 24)
+def test_duf_downsample_is_a_strided_gaussian_blur():
+    """out[i, j] = sum_ab K[a, b] x[s*i + a - 6, s*j + b - 6] (13x13 kernel, sigma 0.4 s) away from the
+    borders; a constant clip stays constant (reflect padding, unit-sum kernel)."""
+    x = torch.rand(2, 3, 3, 32, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for scale in (4, 2):
+        out = duf_downsample(x, scale=scale)
+        assert out.shape == (2, 3, 3, 32 // scale, 48 // scale)
+        kernel = torch.from_numpy(generate_gaussian_kernel(13, 0.4 * scale))
+        first = -(-6 // scale)  # the first output whose 13x13 window lies inside the frame
+        for i in range(first, (32 - 7) // scale + 1):
+            for j in range(first, (48 - 7) // scale + 1):
+                patch = x[..., scale * i - 6:scale * i + 7, scale * j - 6:scale * j + 7]
+                torch.testing.assert_close(out[..., i, j], (patch * kernel).sum(dim=(-2, -1)), rtol=0, atol=1e-12)
+    flat = torch.full((3, 1, 16, 20), 0.3)
+    torch.testing.assert_close(duf_downsample(flat, scale=4), torch.full((3, 1, 4, 5), 0.3), rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- transforms

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import VENDORED_PARITY, golden_view, parity_cases
 from vsrt.archs import build_network
@@ -92,11 +93,28 @@ def test_state_dict_round_trip_and_repeatable_forward() -> None:
     ({"upscale": 1, "pa_frames": 0, "img_size": [2, 32, 32]}, (1, 2, 3, 32, 32), (1, 1, 3, 32, 32)),
     ({"upscale": 1, "pa_frames": 0, "out_chans": 6, "img_size": [2, 32, 32]}, (1, 2, 3, 32, 32), (1, 2, 3, 32, 32)),
 ])
-def test_task_heads_output_shapes(overrides: dict, in_shape: tuple, out_shape: tuple) -> None:
+def test_task_heads_output_shapes_and_skip_paths(overrides: dict, in_shape: tuple, out_shape: tuple) -> None:
+    """With ``conv_last`` zeroed only each head's skip path is left, which has a closed form: the LR frames
+    (restoration), their bilinear x2 upsampling (SR) or the clip's per-channel mean (interpolation)."""
     model = tiny(**overrides)
+    x = torch.rand(in_shape, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        out = model(torch.rand(in_shape))
+        out = model(x)
+        torch.nn.init.zeros_(model.conv_last.weight)
+        torch.nn.init.zeros_(model.conv_last.bias)
+        skip = model(x)
     assert out.shape == out_shape and torch.isfinite(out).all()
+    n, t, _, h, w = in_shape
+    lq = x[:, :, :3]
+    if not model.pa_frames:  # frame interpolation: (n, k, 3, h, w), every frame the mean colour
+        want = lq.mean(dim=(1, 3, 4), keepdim=True).expand(out_shape)
+    elif model.upscale == 1:
+        want = lq
+    else:
+        frames = F.interpolate(lq.flatten(0, 1), scale_factor=model.upscale, mode="bilinear", align_corners=False)
+        want = frames.view(n, t, 3, h * model.upscale, w * model.upscale)
+    torch.testing.assert_close(skip, want, rtol=0, atol=1e-6)
+    assert (out - skip).abs().mean() > 1e-3  # the network body contributes
 
 
 def test_gradient_checkpointing_gives_the_same_gradients() -> None:
