@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from helpers import load_data_script
-from vsrt.data import build_dataloader, build_dataset, duf_downsample, file_client
+from vsrt.data import EnlargedSampler, build_dataloader, build_dataset, duf_downsample, file_client
+from vsrt.data.resumable import SeededDataset, SeededSampler
 from vsrt.data.video_io import read_video, write_video
 from vsrt.utils import imresize
 
@@ -129,6 +130,17 @@ def test_reds_lmdb_in_worker_processes(reds, tmp_path):
     dataset[0]  # open the environment in the parent first: forked workers must not reuse it
     batches = list(build_dataloader(dataset, opt, seed=0))
     assert len(batches) == 4 and batches[0]["lq"].shape == (2, 3, 3, 4, 4)
+
+    def seeded_batches(dataset_opt: dict) -> list[dict]:  # the training loop's per-sample seeding
+        data = build_dataset(dataset_opt)
+        sampler = SeededSampler(EnlargedSampler(data, num_replicas=1, rank=0), seed=5)
+        return list(build_dataloader(SeededDataset(data), dataset_opt, sampler=sampler, seed=5))
+
+    # LMDB read by two worker processes == the PNG folders read in this process, sample for sample
+    disk_opt = reds_opt(reds, batch_size_per_gpu=2, num_worker_per_gpu=0)
+    for batch, disk in zip(seeded_batches(opt), seeded_batches(disk_opt), strict=True):
+        assert batch["key"] == disk["key"]
+        assert torch.equal(batch["lq"], disk["lq"]) and torch.equal(batch["gt"], disk["gt"])
 
 
 def test_reds_errors_name_the_data(reds, tmp_path):
