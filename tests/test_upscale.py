@@ -16,7 +16,7 @@ import yaml
 from vsrt.archs import build_network
 from vsrt.inference.runner import ClipRunner
 from vsrt.inference.spec import describe_network
-from vsrt.inference.upscale import upscale_stream
+from vsrt.inference.streaming import upscale_stream
 from vsrt.utils import tensor2img
 from vsrt.utils.synthetic import make_clip, write_clip_folders
 

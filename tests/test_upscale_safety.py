@@ -219,3 +219,21 @@ def test_savsr_validation_refuses_an_absurd_scale_before_allocating(tmp_path):
     with pytest.raises(TooLargeError, match="SAVSR at scale 10000x10000 turns 16x16 frames into 160000x160000"):
         model.infer(torch.rand(1, 5, 3, 16, 16), scale=10000)
     assert model.infer(torch.rand(1, 5, 3, 8, 8), scale=1.5).shape == (1, 5, 3, 12, 12)
+
+
+def test_argument_and_path_errors_come_before_torch_is_imported(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    frames = frames_folder(tmp_path / "in", count=1)
+    code = ("import sys\nfrom vsrt.inference.upscale import main\n"
+            f"for argv in ([{str(frames)!r}, '-o', 'x.gif'], [{str(frames)!r}, '-o', {str(frames)!r}],"
+            f" [{str(frames)!r}, '-o', 'y', '--start', '2.5']):\n"
+            "    try:\n        main([*argv, '--model', 'basicvsr_reds'])\n"
+            "    except SystemExit as err:\n        assert err.code == 2\n"
+            "print('torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.stdout.strip() == "False", result.stderr
+    assert result.stderr.count("error: ") == 3

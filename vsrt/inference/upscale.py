@@ -30,13 +30,11 @@ from typing import Any
 import numpy as np
 
 from vsrt.inference.folder_output import FolderSink, OutputError, check_folder_output
-from vsrt.inference.frame_range import FrameRange
-from vsrt.inference.interpolate import interpolate_stream
-from vsrt.inference.streaming import ChunkProgress, UpscaleStats, calls_per_window, upscale_stream
-from vsrt.inference.video_stream import InputError, Timestamp
-from vsrt.utils.safe_load import CheckpointError
+from vsrt.inference.frame_range import FrameRange, Timestamp
+from vsrt.inference.video_stream import InputError
 
-__all__ = ["UpscaleStats", "build_parser", "main", "upscale", "upscale_stream"]
+# torch and the networks are imported once the arguments and paths are checked (errors come at once)
+__all__ = ["build_parser", "check_output", "main", "upscale"]
 
 logger = logging.getLogger("vsrt")
 
@@ -106,20 +104,24 @@ def _target_size(text: str | None, writes_video: bool) -> tuple[int, int] | None
     return height, width
 
 
-def upscale(args: argparse.Namespace) -> UpscaleStats:
-    """Run the command described by ``args`` (see :func:`build_parser`)."""
+def upscale(args: argparse.Namespace) -> Any:
+    """Run the command described by ``args`` (see :func:`build_parser`); returns the
+    :class:`~vsrt.inference.streaming.UpscaleStats`."""
+    output, input_path = Path(args.output), Path(args.input)
+    writes_video = check_output(args.output, input_path, args.force)  # before any work
+    frame_range = FrameRange.from_args(args.start, args.frames, args.duration)
+
     from vsrt.archs.tiling import TileConfig
     from vsrt.inference.cli import _pair
+    from vsrt.inference.interpolate import interpolate_stream
     from vsrt.inference.loading import load_model, pick_device
     from vsrt.inference.runner import ClipRunner
     from vsrt.inference.spec import resolve_scale
+    from vsrt.inference.streaming import calls_per_window, upscale_stream
     from vsrt.inference.video_stream import open_source
     from vsrt.utils.memory_check import check_fits
 
-    output, input_path = Path(args.output), Path(args.input)
-    writes_video = check_output(args.output, input_path, args.force)  # before any work
     target_size = _target_size(args.target_size, writes_video)
-    frame_range = FrameRange.from_args(args.start, args.frames, args.duration)
     output.parent.mkdir(parents=True, exist_ok=True)
     source = open_source(input_path, args.fps)
     try:
@@ -165,16 +167,17 @@ def upscale(args: argparse.Namespace) -> UpscaleStats:
     return stats
 
 
-StreamFn = Callable[[Iterable[tuple[np.ndarray, Timestamp]], Callable[[np.ndarray, Timestamp], None], Any],
-                    UpscaleStats]
+StreamFn = Callable[[Iterable[tuple[np.ndarray, Timestamp]], Callable[[np.ndarray, Timestamp], None], Any], Any]
 
 
 def _stream_to_sink(args: argparse.Namespace, output: Path, source: Any, frame_range: FrameRange, runner: Any,
-                    process: StreamFn, rate_factor: int = 1) -> UpscaleStats:
+                    process: StreamFn, rate_factor: int = 1) -> Any:
     """``process(frames, emit, progress)`` from ``source`` into the output sink (audio copied), which is
     published on success and removed on any failure. A source that ends before its header says
     (a truncated file) is a warning, and an error with ``--strict``."""
     from tqdm import tqdm
+
+    from vsrt.inference.streaming import ChunkProgress
 
     total = frame_range.expected(source.total, source.fps)
     bar_format = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
@@ -243,11 +246,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> UpscaleStats:
+def main(argv: list[str] | None = None) -> Any:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         return upscale(args)
-    except (InputError, FileExistsError, FileNotFoundError, ValueError, KeyError, CheckpointError) as err:
+    except Exception as err:
+        if not _expected(err):
+            raise
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _expected(err: Exception) -> bool:
+    """Errors that are the user's to fix, reported in one line (no traceback)."""
+    if isinstance(err, (InputError, FileExistsError, FileNotFoundError, ValueError, KeyError)):
+        return True
+    safe_load = sys.modules.get("vsrt.utils.safe_load")  # loaded with the weights; importing it here costs torch
+    return safe_load is not None and isinstance(err, safe_load.CheckpointError)

@@ -3,7 +3,8 @@
 Sources yield ``(frame, timestamp)`` one at a time (uint8 BGR ``(h, w, 3)``; a timestamp is
 ``(pts, time_base)`` of the input frame), so memory never depends on the video length. Sinks write
 to a temporary file (or folder) next to the output and rename it on :meth:`close`; :meth:`abort`
-removes it. ``av`` (PyAV) is imported only here, when a video is read or written.
+removes it. ``av`` (PyAV) is imported only here, when a video is read or written; ``vsrt.data``
+(and so torch) only when frames are read, so the upscaler's argument errors come quickly.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from vsrt.data.data_util import list_images, read_image
-from vsrt.data.video_io import VIDEO_EXTENSIONS, is_video_file
 from vsrt.inference.frame_range import STOP, WHOLE, FrameRange, FrameSelector
 
 logger = logging.getLogger("vsrt")
@@ -154,6 +153,8 @@ class FolderSource:
     rotation = 0
 
     def __init__(self, path: str | os.PathLike, fps: float = 25.0) -> None:
+        from vsrt.data.data_util import list_images, read_image
+
         try:
             self.paths = list_images(path)
         except (FileNotFoundError, ValueError) as err:
@@ -168,6 +169,8 @@ class FolderSource:
 
     def frames(self, on_audio: Any = None,
                frame_range: FrameRange = WHOLE) -> Iterator[tuple[np.ndarray, Timestamp]]:
+        from vsrt.data.data_util import read_image
+
         time_base = 1 / self.fps
         selector = FrameSelector(frame_range, self.fps)
         for index, path in enumerate(self.paths):
@@ -194,6 +197,8 @@ class FolderSource:
 
 
 def open_source(path: str | os.PathLike, fps: float | None = None) -> VideoFileSource | FolderSource:
+    from vsrt.data.video_io import VIDEO_EXTENSIONS, is_video_file
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"Input not found: {path}")

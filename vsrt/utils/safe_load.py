@@ -14,8 +14,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 class CheckpointError(RuntimeError):
     """A checkpoint file was refused (it holds code) or cannot be read (damaged, not a checkpoint)."""
@@ -27,6 +25,8 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 def read_checkpoint(path: str | Path, what: str = "Checkpoint") -> Any:
     """``torch.load`` of ``path`` on the CPU, restricted to data; a refused or unreadable file is a
     :class:`CheckpointError` naming it (``what``: how the error names the file's role)."""
+    import torch  # here: importing this module (for CheckpointError) stays light
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
