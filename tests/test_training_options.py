@@ -88,6 +88,31 @@ def test_gradients_are_synchronised_only_in_the_last_micro_step(tmp_path):
     assert model.net_g.forwards == [False, False, True]
 
 
+def test_accumulation_through_real_ddp_matches_the_plain_model(tmp_path, monkeypatch):
+    """The ``no_sync`` path with torch's DistributedDataParallel (a one-process gloo group) gives the
+    update of the unwrapped model."""
+    import socket
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MASTER_PORT", str(sock.getsockname()[1]))
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    batches = [clip_batch(1), clip_batch(2)]
+    plain, wrapped = tiny_model(tmp_path, **SGD), tiny_model(tmp_path, **SGD)
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        wrapped.net_g = DistributedDataParallel(wrapped.net_g)
+        wrapped.train_step(batches, current_iter=1)
+    finally:
+        dist.destroy_process_group()
+    plain.train_step(batches, current_iter=1)
+    for (name, a), b in zip(plain.net_g.named_parameters(), wrapped.net_g.module.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
 def test_accumulate_grad_counts_optimizer_steps(tmp_path):
     """8 samples / batch 2 = 4 batches per epoch = 2 iterations of 2 batches: the state at iteration 4 is
     at the end of epoch 1 and the schedule has stepped once per optimizer step."""
