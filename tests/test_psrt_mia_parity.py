@@ -58,7 +58,8 @@ def test_parity_with_official_fixture(family: str, path: Path) -> None:
     assert out.shape == want.shape
     err = (out.double() - want.double()).abs().max().item()
     assert err <= case["atol"], f"max abs err {err:.3g} > atol {case['atol']}"
-    if masks is not None and "keep_fraction" in case.get("aux", {}):  # [branch, step >= 1, block]
+    assert (masks is not None) == bool(family == "mia_vsr" and case["kwargs"].get("use_mask", True))
+    if masks is not None:  # kept fraction per [branch, step >= 1, block]
         got = torch.tensor([[[float(v) for v in step] for step in branch[1:]] for branch in masks])
         torch.testing.assert_close(got, case["aux"]["keep_fraction"].float(), atol=1e-6, rtol=0)
 
