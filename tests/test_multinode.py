@@ -1,4 +1,5 @@
-"""``--launcher slurm``: rank, world size and master address from the SLURM environment."""
+"""Multi-node launches: ``--launcher slurm`` (ranks, world size and master address from the SLURM
+environment, ``scripts/slurm_train.sh``) and torchrun's rendezvous recipe of docs/distributed.md."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def test_one_task_slurm_job_trains_on_cpu_with_gloo(tmp_path: Path):
     """A faked one-task SLURM step (the variables srun sets) trains two iterations through the
     process group built from them; the group's rank, size and backend are reported at its end."""
     opt = tiny_train_options(tmp_path, **{"train.total_iter": 2, "logger.save_checkpoint_freq": 2})
+    del opt["datasets"]["val"], opt["val"]  # the launch is under test, not validation
     opt["dist_params"] = {"backend": "gloo", "port": free_port()}
     opt_path = write_options(tmp_path / "slurm.yml", opt)
     code = ("import torch.distributed as dist, vsrt.train\n"
@@ -82,10 +84,19 @@ def test_one_task_slurm_job_trains_on_cpu_with_gloo(tmp_path: Path):
     assert "GROUP 0 1 gloo" in result.stdout
     assert (tmp_path / "experiments" / "tiny" / "models" / "net_g_2.pth").is_file()
 
-    env.pop("SLURM_PROCID")
-    result = subprocess.run([sys.executable, "-m", "vsrt.train", "-opt", str(opt_path), "--launcher", "slurm"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "--launcher slurm needs SLURM_PROCID" in result.stderr
+
+
+def test_slurm_launcher_outside_srun_is_a_clear_error(tmp_path, monkeypatch):
+    from vsrt.train import main
+
+    opt_path = write_options(tmp_path / "slurm.yml", tiny_train_options(tmp_path))
+    for key in ("SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_NODELIST", "node[1-2]")
+    with pytest.raises(RuntimeError, match="--launcher slurm needs SLURM_PROCID, SLURM_NTASKS: start each task "
+                                           "with srun"):
+        main(["-opt", str(opt_path), "--launcher", "slurm"])
+    assert not (tmp_path / "experiments").exists()  # nothing was started
 
 
 def test_slurm_train_script_starts_one_task_per_gpu(tmp_path):
@@ -110,3 +121,19 @@ def test_slurm_train_script_starts_one_task_per_gpu(tmp_path):
     usage = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "slurm_train.sh")], env=env, capture_output=True,
                            text=True, timeout=60)
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_torchrun_rendezvous_recipe_trains(tmp_path):
+    """The c10d rendezvous command of docs/distributed.md, on one node with one process (gloo)."""
+    opt = tiny_train_options(tmp_path, **{"train.total_iter": 2, "logger.save_checkpoint_freq": 2})
+    del opt["datasets"]["val"], opt["val"]  # the launch is under test, not validation
+    opt_path = write_options(tmp_path / "rdzv.yml", opt)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MASTER_", "RANK", "WORLD_SIZE",
+                                                                                     "LOCAL_RANK"))}
+    env.update({"PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"})
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=1",
+               "--rdzv-id=vsrt-test", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+               "-m", "vsrt.train", "-opt", str(opt_path), "--launcher", "pytorch"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "experiments" / "tiny" / "models" / "net_g_2.pth").is_file()
