@@ -16,6 +16,13 @@ stream; it is written to a temporary file in the output folder and renamed at th
 
 A frame-interpolation network (``vrt_vfi_vimeo``) doubles the frame rate instead: the input frames
 are kept and a new frame is inserted halfway between each pair (:mod:`vsrt.inference.interpolate`).
+
+``--start`` / ``--frames`` / ``--duration`` pick part of the input (:mod:`vsrt.inference.frame_range`).
+Nothing the user wrote is destroyed: ``--force`` replaces a video file, or only the frames a vsrt
+manifest lists in a PNG folder (:mod:`vsrt.inference.folder_output`). A video that ends before its
+header says is reported (an error with ``--strict``), and a request whose output cannot fit in memory
+fails before any work (:mod:`vsrt.utils.memory_check`). Arguments and paths are checked before torch
+is imported.
 """
 
 from __future__ import annotations
