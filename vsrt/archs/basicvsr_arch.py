@@ -13,6 +13,7 @@ rejects clips whose frames are too small for SpyNet's pyramid with a clear error
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,7 @@ class BasicVSR(nn.Module):
 
     scale = 4
     tiny_config = {"num_feat": 8, "num_block": 1}  # used by the registry-wide tests
+    compile_blocks: ClassVar[tuple[type[nn.Module], ...]] = (ConvResidualBlocks,)  # see vsrt.utils.compile
 
     def __init__(self, num_feat: int = 64, num_block: int = 15, spynet_path: str | None = None) -> None:
         super().__init__()

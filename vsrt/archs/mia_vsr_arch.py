@@ -211,6 +211,8 @@ class IntraInterFrameTransformer(PatchAlignTransformer):
 class IntraInterFrameNet(RecurrentPatchAlignNet):
     """Shared body of :class:`MIAVSR` and :class:`IIAVSR` (see the module docstring)."""
 
+    compile_blocks: ClassVar[tuple[type[nn.Module], ...]] = (IntraInterFrameBlock,)  # see vsrt.utils.compile
+
     def __init__(self, in_channels: int, mid_channels: int, embed_dim: int, depths: Sequence[int],
                  num_heads: Sequence[int], window_size: Sequence[int], num_frames: int, img_size: int,
                  patch_size: int, cpu_cache_length: int, is_low_res_input: bool, spynet_path: str | None,

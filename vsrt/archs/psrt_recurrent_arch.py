@@ -118,6 +118,7 @@ class BasicRecurrentSwin(RecurrentPatchAlignNet):
 
     scale = 4
     tiny_config: ClassVar[dict] = {"mid_channels": 8, "embed_dim": 12, "depths": (2,), "num_heads": (2,)}
+    compile_blocks: ClassVar[tuple[type[nn.Module], ...]] = (MultiFrameSwinBlock,)  # see vsrt.utils.compile
 
     def __init__(self, in_channels: int = 3, mid_channels: int = 64, embed_dim: int = 120,
                  depths: Sequence[int] = (6, 6, 6, 6, 6, 6), num_heads: Sequence[int] = (6, 6, 6, 6, 6, 6),

@@ -81,6 +81,9 @@ class SAVSR(nn.Module):
     tiny_config: ClassVar[dict] = {"num_feat": 16, "num_frame": 5, "fusion_win": 3, "w1_num_block": 1,
                                    "w2_num_block": 1, "n_resgroups": 1, "n_resblocks": 1}
     tiny_input_shape: ClassVar[tuple[int, ...]] = (1, 5, 3, 16, 16)  # (n, t, c, h, w) for tiny_config
+    # the RCAN trunk (see vsrt.utils.compile); the scale-conditioned modules take Python floats
+    # that would recompile for every training scale
+    compile_blocks: ClassVar[tuple[type[nn.Module], ...]] = (ResidualGroup,)
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, num_frame: int = 7, slid_win: int = 3,
                  fusion_win: int = 5, interval: int = 0, w1_num_block: int = 4, w2_num_block: int = 2,

@@ -37,8 +37,17 @@ class DropPath(nn.Module):
     def __init__(self, drop_prob: float = 0.0) -> None:
         super().__init__()
         self.drop_prob = drop_prob
+        # the rate as a tensor for torch.compile: a Python float is a graph constant, so every
+        # block's rate would compile its own graph (36 in the official 6x6 transformers)
+        self.register_buffer("keep_prob", torch.tensor(1.0 - drop_prob), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # tested first: in eval the rate is not read (no graph guard on it)
+            return x
+        if torch.compiler.is_compiling():  # same distribution; compiled random streams differ from eager anyway
+            keep_prob = self.keep_prob.to(x.dtype)
+            keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep_prob)
+            return x * keep / keep_prob
         return drop_path(x, self.drop_prob, self.training)
 
     def extra_repr(self) -> str:

@@ -8,7 +8,7 @@ blocks have in common (keys ``norm1``, ``attn``, ``norm2``, ``mlp.fc1``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,6 +34,10 @@ class ShiftedWindowBlock(nn.Module):
             activations (``torch.utils.checkpoint``; training with gradients only, no
             numerical effect: the RNG state of stochastic depth is replayed).
     """
+
+    # what vsrt.utils.compile compiles: the pure block function, so that activation
+    # checkpointing (run_checkpointed) and per-step state stay outside the graph
+    compile_methods: ClassVar[tuple[str, ...]] = ("_forward",)
 
     def __init__(self, dim: int, num_heads: int, window_size: Size3, shifted: bool, mlp_ratio: float = 2.0,
                  drop_path: float = 0.0, last_frame_queries: bool = False, use_checkpoint: bool = False) -> None:

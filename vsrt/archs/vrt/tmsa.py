@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,10 @@ class TMSA(nn.Module):
     ``forward(x (n, d, h, w, c), mask) -> (n, d, h, w, c)``; ``mask`` is the shifted-window
     mask of the (clamped) window, used only when this block shifts.
     """
+
+    # what vsrt.utils.compile compiles: the two residual branches (activation checkpointing
+    # stays outside the graphs)
+    compile_methods: ClassVar[tuple[str, ...]] = ("_attention_branch", "_mlp_branch")
 
     def __init__(self, dim: int, num_heads: int, window_size: Size3, shift_size: Size3,
                  mut_attn: bool, mlp_ratio: float, qkv_bias: bool, qk_scale: float | None,

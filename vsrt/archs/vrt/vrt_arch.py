@@ -37,7 +37,7 @@ from torch import nn
 from vsrt.archs.flow.spynet import SpyNet
 from vsrt.archs.vrt.flows import align_input_frames, spynet_flows
 from vsrt.archs.vrt.stage import Stage
-from vsrt.archs.vrt.tmsa import RTMSA
+from vsrt.archs.vrt.tmsa import RTMSA, TMSA
 from vsrt.registry import ARCH_REGISTRY
 
 STAGE_RESHAPES = ("none", "down", "down", "down", "up", "up", "up")
@@ -129,6 +129,7 @@ class VRT(nn.Module):
         "indep_reconsts": [], "embed_dims": [8] * 8, "num_heads": [2] * 8, "pa_frames": 2,
         "deformable_groups": 4}
     tiny_input_shape: ClassVar[tuple[int, ...]] = (1, 2, 3, 32, 32)  # (n, t, c, h, w) for tiny_config
+    compile_blocks: ClassVar[tuple[type[nn.Module], ...]] = (TMSA,)  # see vsrt.utils.compile
 
     def __init__(self, upscale: int = 4, in_chans: int = 3, out_chans: int = 3,
                  img_size: Sequence[int] = (6, 64, 64), window_size: Sequence[int] = (6, 8, 8),
