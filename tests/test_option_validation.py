@@ -91,16 +91,26 @@ def test_network_value_of_the_wrong_kind_fails_before_data(tmp_path):
     check_network_g({"network_g": {"type": "VRT", "mlp_ratio": 2}})  # an int where a float is expected is fine
 
 
-def test_imports_need_an_explicit_opt_in(tmp_path, monkeypatch):
-    """An option file that names a module outside vsrt would run its code: refused unless allowed."""
+def test_imports_need_an_explicit_opt_in(tmp_path, monkeypatch, capsys):
+    """An option file that names a module outside vsrt would run its code: refused (a usage error,
+    before anything is imported) unless allowed."""
     monkeypatch.delenv("VSRT_ALLOW_IMPORTS", raising=False)
     (tmp_path / "evil_mod.py").write_text("import pathlib\npathlib.Path(__file__).with_name('ran').touch()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     opt = tiny_train_options(tmp_path, imports=["evil_mod"])
     path = write_options(tmp_path / "o.yml", opt)
-    with pytest.raises(OptionError, match=r"imports: evil_mod would run .* --allow_imports .*VSRT_ALLOW_IMPORTS=1"):
+    with pytest.raises(SystemExit):
         train.main(["-opt", str(path)])
+    assert "imports: evil_mod would run the code of these modules. Pass --allow_imports (or set " \
+        "VSRT_ALLOW_IMPORTS=1)" in capsys.readouterr().err
     assert not (tmp_path / "ran").exists() and "evil_mod" not in sys.modules
+    with pytest.raises(OptionError, match=r"imports: evil_mod would run"):  # the same check inside train()
+        allowed_imports({"imports": ["evil_mod"]})
+    opt["datasets"]["train"]["dataroot_gt"] = str(tmp_path / "no_such_data")  # stop right after the import
+    with pytest.raises((FileNotFoundError, ValueError)):
+        train.main(["-opt", str(write_options(tmp_path / "o.yml", opt)), "--allow_imports"])
+    assert (tmp_path / "ran").exists()
+    monkeypatch.delitem(sys.modules, "evil_mod")
     assert allowed_imports({"imports": ["vsrt.losses"]}) == ["vsrt.losses"]  # vsrt's own modules
     assert allowed_imports({"imports": ["evil_mod"]}, allow=True) == ["evil_mod"]
     monkeypatch.setenv("VSRT_ALLOW_IMPORTS", "1")

@@ -86,8 +86,11 @@ def check_network_g(opt: dict[str, Any], source: str = "<options>") -> type:
     """Check ``opt['network_g']`` (keys, value kinds) and the top-level ``scale``; return the class."""
     network_opt = dict(opt["network_g"])
     cls = ARCH_REGISTRY.get(network_opt.pop("type"))
-    check_network_options(cls, network_opt)
-    check_network_types(cls, network_opt)
+    try:
+        check_network_options(cls, network_opt)
+        check_network_types(cls, network_opt)
+    except TypeError as err:
+        raise TypeError(f"{source}: {err}") from None
     scale = opt.get("scale")
     if scale is not None:
         try:

@@ -235,6 +235,7 @@ def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namesp
         for assignment in args.force_yml:
             apply_override(opt, assignment)
         validate(opt, str(args.opt))
+        allowed_imports({**opt, "opt_path": str(args.opt)}, args.allow_imports)
     except (OSError, ValueError) as err:  # OptionError is a ValueError
         parser.error(str(err))
     args.dist_params = dict(opt.get("dist_params") or {})  # the launcher needs them before the options load
