@@ -235,6 +235,8 @@ def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namesp
         for assignment in args.force_yml:
             apply_override(opt, assignment)
         validate(opt, str(args.opt))
+        if is_train:
+            check_training_options(opt, str(args.opt))
         allowed_imports({**opt, "opt_path": str(args.opt)}, args.allow_imports)
     except (OSError, ValueError) as err:  # OptionError is a ValueError
         parser.error(str(err))
