@@ -138,6 +138,20 @@ def test_start_frames_and_duration_select_the_input(tmp_path, model_args, capsys
     full_audio = probe(video)["audio_packets"]
     assert 0 < probe(tmp_path / "late.mkv")["audio_packets"] < full_audio
 
+    with av.open(str(tmp_path / "gop.mp4"), "w") as out:  # keyframes every 5 frames: a time start seeks
+        stream = out.add_stream("libx264", rate=25, options={"g": "5", "keyint_min": "5", "sc_threshold": "0"})
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        for frame in make_clip(30, 16, 16, seed=5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    main([str(tmp_path / "gop.mp4"), "-o", str(tmp_path / "by_time"), *model_args, "--start", "0.84s", "--frames", "2"])
+    main([str(tmp_path / "gop.mp4"), "-o", str(tmp_path / "by_index"), *model_args, "--start", "21", "--frames", "2"])
+    for name in ("00000000.png", "00000001.png"):  # seeking + skipping to 0.84 s selects frame 21, as counting does
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / "by_time" / name)),
+                                      cv2.imread(str(tmp_path / "by_index" / name)))
+
     assert "write 2.5s for seconds" in error_of([str(video), "-o", str(tmp_path / "x.mkv"), *model_args,
                                                   "--start", "2.5"], capsys)
     assert "none in the range" in error_of([str(frames), "-o", str(tmp_path / "none"), *model_args,
