@@ -3,6 +3,7 @@
     python scripts/mutation_check.py                 # every mutant against its targeted tests
     python scripts/mutation_check.py --only ema-alpha sampler-epoch-seed
     python scripts/mutation_check.py --full          # every mutant against the whole suite (slow)
+    python scripts/mutation_check.py --from-head     # the last commit instead of the working tree
     python scripts/mutation_check.py --list          # names and descriptions only
 
 The working tree (without .git, .perf, caches and experiment outputs) is copied once into a new
@@ -18,10 +19,12 @@ file is restored. A mutant is *killed* when the tests fail, *survives* when they
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -135,10 +138,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("tile-overlap-ignored", "vsrt/archs/tiling.py",
            "return list(range(0, length - tile, tile - overlap)) + [max(0, length - tile)]",
            "return list(range(0, length - tile, tile)) + [max(0, length - tile)]", "tiles placed without overlap",
-           ("tests/test_tiling.py",)),
+           ("tests/test_tiling.py", "tests/test_tiling_blend.py")),
     Mutant("tile-blend-floor", "vsrt/archs/tiling.py", "bottom = -(-ov_h // 2) if row != rows[-1] else 0",
            "bottom = ov_h // 2 if row != rows[-1] else 0", "tile blending drops floor(o/2) at the bottom, "
-           "not ceil(o/2)", ("tests/test_tiling.py",)),
+           "not ceil(o/2)", ("tests/test_tiling.py", "tests/test_tiling_blend.py")),
     Mutant("temporal-chunks-summed", "vsrt/archs/tiling.py",
            "yield pending[:, :done] / counts[:done].view(1, -1, 1, 1, 1)", "yield pending[:, :done]",
            "overlapping temporal chunks summed, not averaged", ("tests/test_tiling.py",)),
@@ -226,12 +229,18 @@ def check_applies(root: Path, mutants: tuple[Mutant, ...] = MUTANTS) -> list[str
     return problems
 
 
-def copy_tree(source: Path, parent: Path) -> Path:
-    """Copy the working tree to ``parent/repo``; ``parent`` must not hold a ``shared`` folder."""
+def copy_tree(source: Path, parent: Path, from_head: bool = False) -> Path:
+    """Copy the working tree (or the last commit) to ``parent/repo``; ``parent`` must hold no ``shared``."""
     if (parent / "shared").exists():
         raise RuntimeError(f"{parent / 'shared'} exists: the copy would see the shared fixtures")
     target = parent / "repo"
-    shutil.copytree(source, target, ignore=COPY_IGNORE, symlinks=True)
+    if not from_head:
+        shutil.copytree(source, target, ignore=COPY_IGNORE, symlinks=True)
+        return target
+    archive = subprocess.run(["git", "-C", str(source), "archive", "--format=tar", "HEAD"],
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
     return target
 
 
@@ -267,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
     parser.add_argument("--full", action="store_true", help="run the whole suite for every mutant")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--from-head", action="store_true",
+                        help="test the last commit (git archive HEAD) instead of the working tree")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per test run (default 600)")
     args = parser.parse_args(argv)
 
@@ -280,24 +291,29 @@ def main(argv: list[str] | None = None) -> int:
         for mutant in mutants:
             print(f"{mutant.name:30s} {mutant.path}: {mutant.description}")
         return 0
-    problems = check_applies(REPO_ROOT, mutants)
+    with tempfile.TemporaryDirectory(prefix="vsrt_mutation_") as parent:
+        root = copy_tree(REPO_ROOT, Path(parent), from_head=args.from_head)
+        return run_mutants(root, mutants, args.full, args.timeout)
+
+
+def run_mutants(root: Path, mutants: tuple[Mutant, ...], full: bool, timeout: float) -> int:
+    """Baseline, then every mutant in the copy at ``root``; prints a Markdown table; the exit status."""
+    problems = check_applies(root, mutants)
     if problems:
         print("The mutation list does not match the code:\n  " + "\n  ".join(problems))
         return 1
 
-    with tempfile.TemporaryDirectory(prefix="vsrt_mutation_") as parent:
-        root = copy_tree(REPO_ROOT, Path(parent))
-        baseline = ("tests",) if args.full else tuple(dict.fromkeys(t for m in mutants for t in m.tests))
-        status, seconds, tail = run_tests(root, baseline, args.timeout * 3)
-        print(f"baseline (unmutated, {len(baseline)} test targets): {status} in {seconds:.0f} s", flush=True)
-        if status != "passed":
-            print(tail)
-            return 1
-        rows = []
-        for mutant in mutants:
-            result, seconds = apply_and_test(root, mutant, ("tests",) if args.full else mutant.tests, args.timeout)
-            rows.append((mutant, result, seconds))
-            print(f"{result:8s} {seconds:6.0f} s  {mutant.name}: {mutant.description}", flush=True)
+    baseline = ("tests",) if full else tuple(dict.fromkeys(t for m in mutants for t in m.tests))
+    status, seconds, tail = run_tests(root, baseline, timeout * 3)
+    print(f"baseline (unmutated, {len(baseline)} test targets): {status} in {seconds:.0f} s", flush=True)
+    if status != "passed":
+        print(tail)
+        return 1
+    rows = []
+    for mutant in mutants:
+        result, seconds = apply_and_test(root, mutant, ("tests",) if full else mutant.tests, timeout)
+        rows.append((mutant, result, seconds))
+        print(f"{result:8s} {seconds:6.0f} s  {mutant.name}: {mutant.description}", flush=True)
 
     survivors = [m.name for m, result, _ in rows if result != "killed"]
     print("\n| mutant | file | bug | result |\n|---|---|---|---|")

@@ -112,6 +112,16 @@ def test_paired_random_crop_aligns_lq_and_gt():
     np.testing.assert_array_equal(lq_crops[1], lqs[1][top:top + 4, left:left + 4])
 
 
+def test_paired_random_crop_keeps_rows_and_columns_apart():
+    """Non-square frames, many draws: the GT corner is ``scale`` times the LQ corner, row for row."""
+    lq = np.random.default_rng(1).random((9, 15, 3)).astype(np.float32)
+    gt = _replicate(lq, 2)
+    for seed in range(20):
+        random.seed(seed)
+        gt_crop, lq_crop = paired_random_crop(gt, lq, 8, 2)
+        np.testing.assert_array_equal(_replicate(lq_crop, 2), gt_crop)
+
+
 def test_paired_random_crop_tensors_and_errors():
     lq, gt = torch.rand(3, 8, 8), torch.rand(3, 32, 32)
     gt_crop, lq_crop = paired_random_crop(gt, lq, 16, 4)
