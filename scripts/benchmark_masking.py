@@ -3,10 +3,11 @@
 
 Three eval modes on the same weights and clip:
   full        use_mask off: every token computed (IIA-VSR-like);
-  official    masks on, every attention row computed, proj + MLP of kept tokens only
-              (what the official code does);
-  skip        masks on, kept tokens gathered into dense batches: attention rows, proj
-              and MLP of kept tokens only (vsrt's default).
+  dense       masks on, ``mask_execution='dense'``: every token computed, the kept ones
+              selected with torch.where (no host-device synchronisation; the CUDA default);
+  gather      masks on, ``mask_execution='gather'``: kept tokens gathered into dense
+              batches, attention rows, proj and MLP of kept tokens only (the CPU default).
+(The official code computes every attention row and the proj + MLP of kept tokens only.)
 Each mode runs in a fresh subprocess so that peak memory is its own (CPU: growth of the
 peak RSS during the first forward, with glibc's mmap threshold lowered so that freed
 tensors leave the RSS; CUDA: torch.cuda.max_memory_allocated). FLOPs are
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from vsrt.archs.mia_vsr_arch import MIAVSR  # noqa: E402  (after the sys.path line)
 
-MODES = ("full", "official", "skip")
+MODES = ("full", "dense", "gather")
 FIXTURE_NAMES = ("mia_vsr_t5_64x64_d2.pt", "mia_vsr_t3_64x68.pt")
 OFFICIAL_CONFIG = {"mid_channels": 64, "embed_dim": 120,
                    "window_size": [3, 8, 8]}
@@ -99,7 +100,7 @@ def measure(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     model, lqs = model.to(device), lqs.to(device)
     model.use_mask = args.mode != "full"
-    model.skip_masked_tokens = args.mode == "skip"
+    model.mask_execution = "dense" if args.mode == "full" else args.mode
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -160,7 +161,7 @@ def main() -> None:
               f"{r['peak_bytes'] / 2**20:9.1f} "
               f"{r['flops_total'] / 1e9:8.3f} {r['flops_transformers'] / 1e9:19.3f}")
     diff = abs(results[1]["out_sum"] - results[2]["out_sum"])
-    print(f"|sum(official) - sum(skip)| = {diff:.3g} (same masks, same result up to float rounding)")
+    print(f"|sum(dense) - sum(gather)| = {diff:.3g} (same masks, same result up to float rounding)")
 
 
 if __name__ == "__main__":

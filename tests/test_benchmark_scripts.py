@@ -17,10 +17,10 @@ def test_benchmark_masking_prints_the_three_modes():
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
-            if line.split() and line.split()[0] in ("full", "official", "skip")}
-    assert set(rows) == {"full", "official", "skip"}, result.stdout
+            if line.split() and line.split()[0] in ("full", "dense", "gather")}
+    assert set(rows) == {"full", "dense", "gather"}, result.stdout
     kept = {mode: float(row[1]) for mode, row in rows.items()}
     transformer_gflops = {mode: float(row[-1]) for mode, row in rows.items()}
-    assert kept["full"] == 1.0 and kept["skip"] == kept["official"] < 1.0
-    # skipping masked query rows must do less transformer work than the official masking
-    assert transformer_gflops["skip"] < transformer_gflops["official"] < transformer_gflops["full"]
+    assert kept["full"] == 1.0 and kept["gather"] == kept["dense"] < 1.0
+    # gathering the kept tokens must do less transformer work than computing every token
+    assert transformer_gflops["gather"] < transformer_gflops["full"] <= transformer_gflops["dense"]

@@ -18,11 +18,15 @@ output instead of computing them.
 Deliberate differences from the official code:
 * the four transformers are built on every device (official: only with CUDA),
   the all-ones mask is not created with ``.cuda()``, ``torch._six`` is not used;
-* eval with masks works for any batch size (official: batch 1 only), and the
-  masked tokens also skip their attention query rows (kept queries are gathered
-  into dense per-window batches; windows without kept tokens skip q, k and v);
-  the official computes every attention row and skips only the output projection
-  and the MLP. ``model.skip_masked_tokens = False`` restores that (same result);
+* eval with masks works for any batch size (official: batch 1 only) and has two
+  execution paths with the same result (``mask_execution``, chosen per forward by
+  :func:`vsrt.archs.layers.execution.sync_free`): ``gather`` (default on the CPU)
+  computes only the kept tokens, including their attention query rows (kept
+  queries are gathered into dense per-window batches; windows without kept
+  tokens skip q, k and v); ``dense`` (default on CUDA) computes every token and
+  selects with ``torch.where``, without any host-device synchronisation. The
+  official computes every attention row and skips only the output projection and
+  the MLP, through data-dependent indexing;
 * masks: ``forward(lqs)`` returns the HR clip only; ``return_masks=True`` also
   returns ``[branch][step][block]`` kept-token fractions (0-d tensors, None at each
   branch's first step) in training *and* eval (official eval returns only Nones);
@@ -33,6 +37,7 @@ Deliberate differences from the official code:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -40,6 +45,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from vsrt.archs.layers.execution import check_execution_mode, sync_free
 from vsrt.archs.layers.patch_align import PatchAlignTransformer
 from vsrt.archs.layers.recurrent import RecurrentPatchAlignNet, StepFn
 from vsrt.archs.layers.swin_block import ShiftedWindowBlock
@@ -85,12 +91,16 @@ class TokenKeepPredictor(nn.Module):
 
 
 class StepMemory:
-    """What each block of one branch saw and produced at the previous step."""
+    """What each block of one branch saw and produced at the previous step.
 
-    def __init__(self, skip_masked_tokens: bool = True) -> None:
+    ``gather``: eval computes only the kept tokens (data-dependent shapes) instead of
+    computing every token and selecting with ``torch.where``.
+    """
+
+    def __init__(self, gather: bool = True) -> None:
         self.previous: dict[nn.Module, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.kept: list[torch.Tensor | None] = []  # per block, for the current step
-        self.skip_masked_tokens = skip_masked_tokens
+        self.gather = gather
 
 
 def apply_to_kept(fn: nn.Module, x: torch.Tensor, keep: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -131,11 +141,11 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
     def forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
                 memory: StepMemory | None) -> torch.Tensor:
         prev = memory.previous.get(self) if memory is not None else None
-        skip_rows = memory is not None and memory.skip_masked_tokens
+        gather = memory is not None and memory.gather
         # the step memory is read and written out here, so that the block itself is a pure
         # function of its inputs and can be recomputed by activation checkpointing
         out, queries, attn_out, hidden, keep_map = self.run_checkpointed(
-            self._forward, x, neighbours, attn_mask, prev, skip_rows)
+            self._forward, x, neighbours, attn_mask, prev, gather)
         if memory is not None:
             # clone: the query slice would otherwise keep all three frames' windows alive
             memory.previous[self] = (queries.detach().clone(), attn_out.detach(), hidden.detach())
@@ -144,9 +154,12 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         return out
 
     def _forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
-                 prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, skip_rows: bool
+                 prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, gather: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One block step; ``prev`` = (queries, attention output, MLP output) of the previous step.
+
+        In eval, ``gather`` computes the kept tokens only; otherwise every token is computed and
+        the kept ones selected with ``torch.where`` (no data-dependent shapes).
 
         Returns the block output ``(n, h, w, c)``, this step's queries ``(n*nW, wh*ww, c)``,
         attention output (same shape), MLP branch ``(n, h, w, c)`` and keep map
@@ -166,12 +179,12 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
             attn_out = self.attn(windows, mask)
         elif self.training:
             attn_out = self.attn(windows, mask) * keep + prev[1] * (1 - keep)
-        elif skip_rows:  # attention rows, proj and MLP of kept tokens only
+        elif gather:  # attention rows, proj and MLP of kept tokens only
             kept_rows = keep.squeeze(-1) > 0  # (n*nW, wh*ww)
             attn_out = prev[1].clone()
             attn_out[kept_rows] = self.attn.proj(self.attn.attend_kept(windows, kept_rows, mask)).to(attn_out.dtype)
-        else:  # as the official: every attention row, proj and MLP of kept tokens only
-            attn_out = apply_to_kept(self.attn.proj, self.attn.attend(windows, mask), keep, prev[1])
+        else:  # every token, then the previous step's output where not kept
+            attn_out = torch.where(keep > 0, self.attn(windows, mask), prev[1])
         x = x + self.drop_path(self._to_pixels(attn_out, n, padded_hw, h, w))
 
         keep_map = None if keep is None else self._to_pixels(keep, n, padded_hw, h, w)  # (n, h, w, 1)
@@ -179,8 +192,10 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
             hidden = self.drop_path(self.mlp(self.norm2(x)))
         elif self.training:
             hidden = self.drop_path(self.mlp(self.norm2(x))) * keep_map + prev[2] * (1 - keep_map)
-        else:
+        elif gather:
             hidden = apply_to_kept(lambda z: self.mlp(self.norm2(z)), x, keep_map, prev[2])
+        else:
+            hidden = torch.where(keep_map > 0, self.mlp(self.norm2(x)), prev[2])
         return x + hidden, queries, attn_out, hidden, keep_map
 
 
@@ -216,7 +231,7 @@ class IntraInterFrameNet(RecurrentPatchAlignNet):
     def __init__(self, in_channels: int, mid_channels: int, embed_dim: int, depths: Sequence[int],
                  num_heads: Sequence[int], window_size: Sequence[int], num_frames: int, img_size: int,
                  patch_size: int, cpu_cache_length: int, is_low_res_input: bool, spynet_path: str | None,
-                 mask_predictor: bool, use_mask: bool, use_checkpoint: bool) -> None:
+                 mask_predictor: bool, use_mask: bool, use_checkpoint: bool, mask_execution: str = "auto") -> None:
         window = as_size3(window_size)
         if window[0] != 3:
             raise ValueError(f"window_size must span the 3 stacked frames (window_size[0] == 3); got {window}")
@@ -232,9 +247,18 @@ class IntraInterFrameNet(RecurrentPatchAlignNet):
         self.img_size = img_size
         self.patch_size = patch_size
         self.use_mask = use_mask and mask_predictor
-        # eval with masks: True also skips the attention rows of unchanged tokens; False
-        # computes every attention row and skips only proj and MLP, as the official
-        self.skip_masked_tokens = True
+        self.mask_execution = check_execution_mode(mask_execution)
+
+    @property
+    def skip_masked_tokens(self) -> bool:
+        """Deprecated: ``mask_execution != 'dense'``."""
+        return self.mask_execution != "dense"
+
+    @skip_masked_tokens.setter
+    def skip_masked_tokens(self, value: bool) -> None:
+        warnings.warn("skip_masked_tokens is deprecated: set mask_execution to 'gather' (True) or 'dense' "
+                      "(False) instead", DeprecationWarning, stacklevel=2)
+        self.mask_execution = "gather" if value else "dense"
 
     def shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         wd, wh, ww = self.window_size
@@ -244,7 +268,7 @@ class IntraInterFrameNet(RecurrentPatchAlignNet):
 
     def make_step(self, name: str, attn_mask: torch.Tensor, records: list) -> StepFn:
         aligner = self.patch_align[name]
-        memory = StepMemory(self.skip_masked_tokens) if self.use_mask else None
+        memory = StepMemory(gather=not sync_free(attn_mask, self.mask_execution)) if self.use_mask else None
 
         def step(current: torch.Tensor, aligned_1: torch.Tensor | None,
                  aligned_2: torch.Tensor | None) -> torch.Tensor:
@@ -286,6 +310,12 @@ class MIAVSR(IntraInterFrameNet):
 
     use_mask: predict token masks and skip unchanged tokens (False: compute every
         token; the ``predmask`` parameters exist either way).
+    mask_execution: how eval skips the unchanged tokens (same outputs): ``gather`` computes
+        only the kept tokens (data-dependent shapes, fastest on the CPU), ``dense`` computes
+        every token and selects with ``torch.where`` (no host-device synchronisation, for
+        GPUs and ``torch.compile``), ``auto`` (default) picks ``gather`` for CPU inputs and
+        ``dense`` otherwise, at every forward. (Replaces the ``skip_masked_tokens``
+        attribute: True is ``gather``, False ``dense``.)
     use_checkpoint: activation checkpointing of every transformer block while training
         (the official code always does it; False trades memory for speed).
     """
@@ -297,7 +327,9 @@ class MIAVSR(IntraInterFrameNet):
                  depths: Sequence[int] = (6, 6, 6, 6, 6, 6), num_heads: Sequence[int] = (6, 6, 6, 6, 6, 6),
                  window_size: Sequence[int] = (3, 8, 8), num_frames: int = 3, img_size: int = 64,
                  patch_size: int = 1, cpu_cache_length: int = 100, is_low_res_input: bool = True,
-                 use_mask: bool = True, spynet_path: str | None = None, use_checkpoint: bool = True) -> None:
+                 use_mask: bool = True, spynet_path: str | None = None, use_checkpoint: bool = True,
+                 mask_execution: str = "auto") -> None:
         super().__init__(in_channels, mid_channels, embed_dim, depths, num_heads, window_size, num_frames,
                          img_size, patch_size, cpu_cache_length, is_low_res_input, spynet_path,
-                         mask_predictor=True, use_mask=use_mask, use_checkpoint=use_checkpoint)
+                         mask_predictor=True, use_mask=use_mask, use_checkpoint=use_checkpoint,
+                         mask_execution=mask_execution)

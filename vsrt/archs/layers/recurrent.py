@@ -10,7 +10,8 @@ frame's feature and the outputs of the previous one and two steps, patch-warped
 does with them is the family's ``make_step``.
 
 Differences from the official code (all numerically neutral):
-* the mirror-extended input check is recomputed for every call (the official
+* the mirror-extended input check is recomputed for every call (and skipped on the
+  sync-free path, :mod:`vsrt.archs.layers.execution`, where both SpyNet passes run) (the official
   sets a flag on the module and never resets it, so one mirrored clip made every
   later clip skip its second SpyNet pass); it stays keyed on exact equality of
   the halves, which decides only whether ``flows_forward`` is derived from
@@ -35,6 +36,7 @@ from torch import nn
 
 from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp, patch_align_warp
+from vsrt.archs.layers.execution import sync_free
 from vsrt.archs.layers.upsample import bilinear_x4, pixel_shuffle_x4
 
 BRANCH_NAMES = ("backward_1", "forward_1", "backward_2", "forward_2")
@@ -171,8 +173,10 @@ class RecurrentPatchAlignNet(nn.Module):
         ``flows_backward[:, i]`` warps frame i+1 onto frame i, ``flows_forward[:, i]``
         warps frame i onto frame i+1.
         """
-        # the mirror check is decided per call (the official flag was sticky)
-        return neighbour_flows(self.spynet, lqs, mirrored=is_mirror_extended(lqs))
+        # the mirror check is decided per call (the official flag was sticky); it reads the
+        # data, so the sync-free path (GPU) skips it and runs both SpyNet passes (same flows)
+        mirrored = not sync_free(lqs) and is_mirror_extended(lqs)
+        return neighbour_flows(self.spynet, lqs, mirrored=mirrored)
 
     def propagate_all(self, lqs: torch.Tensor, cache: FeatureCache, records: dict) -> list[torch.Tensor]:
         """Features of the last branch, one ``(n, embed_dim, h, w)`` per frame (maybe cached)."""

@@ -1,0 +1,61 @@
+"""Which execution path a forward takes: data-dependent (gathered) or sync-free (static shapes).
+
+Some steps can be done two ways with the same result:
+
+* **gather**: look at the data first and compute only what is needed (MIA-VSR's kept tokens
+  through ``nonzero`` / boolean indexing, the exact-equality mirror check that halves
+  SpyNet's work). Best on the CPU, where reading a value costs nothing.
+* **sync-free**: compute everything with static shapes and select with ``torch.where``. On a
+  GPU, reading a tensor's value on the host (``.item()``, ``.tolist()``, ``nonzero``, a
+  data-dependent shape) stalls the stream until every queued kernel has finished, which costs
+  more than the work it saves, and breaks CUDA graphs and ``torch.compile``.
+
+:func:`sync_free` decides, for one forward, from the input's device (``auto``: sync-free
+everywhere except on the CPU) or from an explicit mode; :func:`force_sync_free` overrides
+``auto`` inside a ``with`` block (tests check the CUDA path on the CPU with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import torch
+
+EXECUTION_MODES = ("auto", "gather", "dense")
+
+_forced: ContextVar[bool | None] = ContextVar("vsrt_force_sync_free", default=None)
+
+
+def check_execution_mode(mode: str, name: str = "mask_execution") -> str:
+    """``mode`` if it is one of :data:`EXECUTION_MODES`, else a ValueError naming ``name``."""
+    if mode not in EXECUTION_MODES:
+        raise ValueError(f"{name} must be one of {EXECUTION_MODES}; got {mode!r}")
+    return mode
+
+
+def sync_free(x: torch.Tensor, mode: str = "auto") -> bool:
+    """True when the forward on ``x`` must avoid host-device synchronisation.
+
+    ``dense`` -> True, ``gather`` -> False, ``auto`` -> the :func:`force_sync_free` override if
+    one is active, else True unless ``x`` lives on the CPU.
+    """
+    if mode == "dense":
+        return True
+    if mode == "gather":
+        return False
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    return x.device.type != "cpu"
+
+
+@contextmanager
+def force_sync_free(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, ``auto`` means sync-free (``enabled``) or gathered (not ``enabled``) on any device."""
+    token = _forced.set(enabled)
+    try:
+        yield
+    finally:
+        _forced.reset(token)
