@@ -125,6 +125,22 @@ def test_accumulate_grad_counts_optimizer_steps(tmp_path):
     assert "2 iterations per epoch (2 batch(es) each)" in next(root.glob("train_*.log")).read_text()
 
 
+def test_resume_in_the_middle_of_an_epoch_with_accumulation_matches_the_uninterrupted_run(tmp_path):
+    """2 iterations of 2 batches per epoch; stopped after iteration 1 (batch 2 of 4) and resumed."""
+    opt = tiny_train_options(tmp_path, **{"train.accumulate_grad": 2, "train.total_iter": 3, "val.val_freq": None,
+                                          "logger.save_checkpoint_freq": 1})
+    opt_path = write_options(tmp_path / "o.yml", opt)
+    reference = Path(train.main(["-opt", str(opt_path), "--force_yml", "name=reference"]))
+    train.main(["-opt", str(opt_path), "--force_yml", "name=resumed", "train.total_iter=1"])
+    resumed = Path(train.main(["-opt", str(opt_path), "--force_yml", "name=resumed", "--auto_resume"]))
+    assert torch.load(resumed / "training_states" / "1.state", weights_only=True)["batch_in_epoch"] == 2
+    expected = torch.load(reference / "models" / "net_g_latest.pth", weights_only=True)
+    got = torch.load(resumed / "models" / "net_g_latest.pth", weights_only=True)
+    for key in ("params", "params_ema"):
+        for name, value in expected[key].items():
+            torch.testing.assert_close(got[key][name], value, rtol=0, atol=0, msg=f"{key}.{name}")
+
+
 # ------------------------------------------------------------- perceptual_opt
 
 TINY_VGG = (4, "M", 6)  # conv1_1 relu1_1 pool1 conv2_1 relu2_1
