@@ -143,8 +143,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "bottom = ov_h // 2 if row != rows[-1] else 0", "tile blending drops floor(o/2) at the bottom, "
            "not ceil(o/2)", ("tests/test_tiling.py", "tests/test_tiling_blend.py")),
     Mutant("temporal-chunks-summed", "vsrt/archs/tiling.py",
-           "yield pending[:, :done] / counts[:done].view(1, -1, 1, 1, 1)", "yield pending[:, :done]",
-           "overlapping temporal chunks summed, not averaged", ("tests/test_tiling.py",)),
+           "counts[offset:offset + length] += 1", "counts[offset:offset + length] = 1",
+           "overlapping temporal chunks summed, not averaged (frame counts overwritten)", ("tests/test_tiling.py",)),
     # ---------------------------------------------------------------- data
     Mutant("augment-unpaired", "vsrt/data/data_util.py",
            "results = augment(img_lqs + img_gts, use_hflip, use_rot)",
