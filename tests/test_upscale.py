@@ -42,8 +42,10 @@ def tiny_basicvsr(tmp_path_factory):
 
 
 def make_video(path: Path, num_frames: int = 10, size: tuple[int, int] = (24, 32),
-               fps: Fraction = Fraction(30000, 1001), audio_codec: str = "aac") -> Path:
-    """An H.264 mp4 of a moving synthetic scene with a 440 Hz sine audio track."""
+               fps: Fraction = Fraction(30000, 1001), audio_codec: str = "aac",
+               audio_seconds: float | None = None) -> Path:
+    """An H.264 video of a moving synthetic scene with a 440 Hz sine audio track (as long as the video,
+    or ``audio_seconds``)."""
     sample_rate = 44100
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
@@ -55,7 +57,7 @@ def make_video(path: Path, num_frames: int = 10, size: tuple[int, int] = (24, 32
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
-        samples = int(sample_rate * num_frames / float(fps))
+        samples = int(sample_rate * (audio_seconds or num_frames / float(fps)))
         wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / sample_rate)).astype(np.float32)[None]
         frame_size = audio.codec_context.frame_size or 1024
         for start in range(0, samples, frame_size):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
@@ -28,6 +29,7 @@ Timestamp = tuple[int, Fraction]
 HD_COLOR_TAG = (1, 1, 1)  # BT.709
 SD_COLOR_TAG = (6, 6, 6)  # SMPTE 170M (BT.601, 525 lines)
 UNSPECIFIED = 2
+_CLOCK_TAG = re.compile(r"^(\d+):(\d+):(\d+(?:\.\d+)?)$")  # Matroska DURATION: HH:MM:SS.nnnnnnnnn
 
 
 class InputError(ValueError):
@@ -112,27 +114,37 @@ class VideoFileSource:
 
     def missing_frames(self) -> str | None:
         """After decoding to the end: a message when the file holds fewer frames than its header says
-        (a cut-off download or copy), else None."""
+        (a cut-off download or copy), else None.
+
+        The video stream's own duration is used where the file has one (MP4, MOV, AVI; Matroska's
+        ``DURATION`` tag); otherwise the container's, which also covers the audio, so half a second
+        more is tolerated there (audio often outlasts the video a little).
+        """
         if not self.reached_end or self.decoded_until is None:
             return None
         base, fps = Fraction(self.video.time_base or 0), float(self.fps)
         start = Fraction(self.video.start_time or 0) * base
-        if self.video.duration and base:
-            declared = float(self.video.duration * base)
-        elif self.container.duration:  # microseconds, e.g. Matroska without stream durations
+        declared, margin = self._declared_duration(base), 2 / fps
+        if declared is None and self.container.duration:  # microseconds, all streams
             declared = ((self.container.start_time or 0) + self.container.duration) / 1e6 - float(start)
-        elif self.video.frames and not self.seeked:
-            missing = int(self.video.frames) - self.decoded
-            return (f"{self.path}: {self.decoded} frames decoded, the header says {self.video.frames}; "
-                    "the file looks truncated or damaged") if missing > 0 else None
-        else:
+            margin += 0.5
+        if declared is None:
+            if self.video.frames and not self.seeked and self.decoded < self.video.frames:
+                return (f"{self.path}: {self.decoded} frames decoded, the header says {self.video.frames}; "
+                        "the file looks truncated or damaged")
             return None
         decoded = float(self.decoded_until - start)
-        missing = round((declared - decoded) * fps)
-        if missing < 2:  # container durations are rounded; one frame is within their precision
+        if declared - decoded < margin:  # durations are rounded; a frame or two is within their precision
             return None
-        return (f"{self.path}: decoding stopped at {decoded:.2f} s of {declared:.2f} s (about {missing} frames "
-                "missing); the file looks truncated or damaged")
+        return (f"{self.path}: decoding stopped at {decoded:.2f} s of {declared:.2f} s (about "
+                f"{round((declared - decoded) * fps)} frames missing); the file looks truncated or damaged")
+
+    def _declared_duration(self, base: Fraction) -> float | None:
+        """The video stream's duration in seconds from its header or Matroska's DURATION tag."""
+        if self.video.duration and base:
+            return float(self.video.duration * base)
+        tag = _CLOCK_TAG.match(str(self.video.metadata.get("DURATION", "")))
+        return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]) if tag else None
 
     def close(self) -> None:
         self.container.close()
