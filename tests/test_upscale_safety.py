@@ -89,6 +89,9 @@ def test_an_output_suffix_it_cannot_write_is_an_error(tmp_path, model_args, caps
         assert not (tmp_path / name).exists()
     main([str(frames), "-o", f"{tmp_path / 'frames.v2'}/", *model_args])  # a trailing / names a folder
     assert len(list((tmp_path / "frames.v2").glob("*.png"))) == 2
+    (tmp_path / "made.by.user").mkdir()  # an existing empty folder needs no --force, and no trailing /
+    main([str(frames), "-o", str(tmp_path / "made.by.user"), *model_args])
+    assert len(list((tmp_path / "made.by.user").glob("*.png"))) == 2
 
 
 def cut_mkv(tmp_path: Path, frames: int = 60) -> Path:

@@ -55,7 +55,7 @@ def check_folder_output(output: Path, input_path: Path, force: bool) -> None:
     """Refuse, before any work, a PNG-folder ``output`` that would lose data.
 
     * it equals or contains the input (``--force`` could replace input frames);
-    * it exists and is a file, or exists without ``--force``;
+    * it exists and is a file, or is a non-empty folder and ``--force`` is not given;
     * with ``--force``, it holds frame-named files (``00000000.png``) that no manifest lists.
     """
     resolved_out, resolved_in = output.resolve(), input_path.resolve()
@@ -67,7 +67,7 @@ def check_folder_output(output: Path, input_path: Path, force: bool) -> None:
     if not output.is_dir():
         raise OutputError(f"{output} is a file; PNG frames are written to a folder (or give a video "
                           "suffix: .mp4 .m4v .mov .mkv .avi)")
-    if not force:
+    if not force and any(output.iterdir()):  # an empty folder holds nothing to lose
         raise FileExistsError(f"{output} exists; use --force to replace the frames vsrt wrote there "
                               "(other files are kept)")
     listed = set(read_manifest(output))
