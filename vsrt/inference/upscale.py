@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm ...) or folder of frames")
     parser.add_argument("-o", "--output", required=True,
-                        help="video file (.mp4 .m4v .mov .mkv .avi), or a folder for PNG frames")
+                        help="video file (.mp4 .m4v .mov .mkv .avi), or a folder for PNG frames (a name without "
+                        "a suffix, an existing folder, or a path ending in /); other suffixes are an error")
     add_model_arguments(parser)
     parser.add_argument("--codec", help="video codec (default libx264, else mpeg4)")
     parser.add_argument("--crf", type=int, help="constant rate factor (x264: 0-51, lower is better)")
