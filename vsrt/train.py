@@ -232,7 +232,10 @@ def train(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(is_train=True, argv=argv)
     with process_group(args.launcher, args.dist_params):
-        return train(args)
+        try:
+            return train(args)
+        finally:
+            close_log_files()  # also after a failed start, so a later run in this process logs only to its file
 
 
 if __name__ == "__main__":

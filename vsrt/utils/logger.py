@@ -28,7 +28,7 @@ def get_root_logger(log_file: str | None = None, log_level: int = logging.INFO) 
         logger.propagate = False
     logger.setLevel(log_level if rank == 0 else logging.ERROR)
     if log_file is not None and rank == 0 and log_file not in _configured:
-        file_handler = logging.FileHandler(log_file, "w")
+        file_handler = logging.FileHandler(log_file, "a")  # two starts in the same second share the name
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
         logger.addHandler(file_handler)
         _configured.add(log_file)
