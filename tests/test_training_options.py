@@ -228,6 +228,10 @@ def test_perceptual_loss_without_weights_or_with_a_bad_layer_is_a_clear_error(tm
         perceptual_options(tmp_path, tmp_path / "nope.pth")
     with pytest.raises(ValueError, match=r"train.perceptual_opt: layer_weights: \['conv3_1'\]"):
         perceptual_options(tmp_path, tiny_vgg, layer_weights={"conv3_1": 1.0})
+    with pytest.raises(ValueError, match="train.perceptual_opt: perceptual_weight and style_weight are both 0"):
+        perceptual_options(tmp_path, tiny_vgg, perceptual_weight=0, style_weight=0)
+    with pytest.raises(ValueError, match="train.perceptual_opt: criterion 'l3' is not one of l1, l2, fro"):
+        perceptual_options(tmp_path, tiny_vgg, criterion="l3")
 
 
 # ------------------------------------------------------ wandb and tensorboard

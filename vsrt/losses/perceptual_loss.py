@@ -162,6 +162,8 @@ class PerceptualLoss(nn.Module):
         if pretrained is None:
             raise ValueError("pretrained: the path of the VGG weights (torchvision's vgg19-dcbb9e9d.pth for "
                              "vgg19) is required; vsrt does not download them at run time")
+        if perceptual_weight <= 0 and style_weight <= 0:
+            raise ValueError("perceptual_weight and style_weight are both 0: the loss would add nothing")
         if criterion not in CRITERIA:
             raise ValueError(f"criterion '{criterion}' is not one of {', '.join(CRITERIA)}")
         self.layer_weights = {name: float(weight) for name, weight in layer_weights.items()}
