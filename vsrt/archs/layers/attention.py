@@ -70,6 +70,17 @@ class WindowAttention3D(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index]  # (Nq, N, heads)
         return rearrange(bias, "q k h -> h q k")
 
+    def project_split(self, query_tokens: torch.Tensor, key_tokens: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``qkv`` applied to the query tokens ``(B, Nq, dim)`` for q and the key tokens ``(B, N, dim)``
+        for k and v: ``(B, heads, Nq, head_dim)``, ``(B, heads, N, head_dim)`` twice."""
+        dim = self.dim
+        w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
+        b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
+        q = rearrange(F.linear(query_tokens, w_q, b_q), "b t (h d) -> b h t d", h=self.num_heads)
+        k, v = rearrange(F.linear(key_tokens, w_kv, b_kv), "b t (two h d) -> two b h t d", two=2, h=self.num_heads)
+        return q, k, v
+
     def attend(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Attention of the query tokens, before ``proj``.
 
@@ -80,9 +91,11 @@ class WindowAttention3D(nn.Module):
             ``(n*nW, Nq, dim)``.
         """
         num_windows_total, num_tokens, _ = windows.shape
-        qkv = rearrange(self.qkv(windows), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, N, head_dim)
-        q = q[:, :, num_tokens - self.num_queries:]  # the last frame's tokens, or all
+        if self.num_queries == num_tokens:
+            qkv = rearrange(self.qkv(windows), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+            q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, N, head_dim)
+        else:  # queries of the last frame only: no q for the other frames' tokens
+            q, k, v = self.project_split(windows[:, num_tokens - self.num_queries:], windows)
         # 4-D inputs and a 4-D mask keep SDPA on its fused CPU kernel (3-D or 5-D fall
         # back to a several times slower path)
         attn_mask = self.position_bias().to(q.dtype).unsqueeze(0)  # (1, heads, Nq, N)
@@ -121,8 +134,6 @@ class WindowAttention3D(nn.Module):
         table = self.position_bias()  # (heads, Nq, N)
         if mask is not None:
             table = table.unsqueeze(0) + mask.to(table.dtype).unsqueeze(1)  # (nW, heads, Nq, N)
-        w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
-        b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
         for size in rounded.unique().tolist():
             if size == 0:
                 continue
@@ -139,9 +150,7 @@ class WindowAttention3D(nn.Module):
                     attn_mask = table[:, rows].transpose(0, 1)
                 else:  # (M, size, heads, N) -> (M, heads, size, N)
                     attn_mask = table[(index % table.shape[0]).unsqueeze(1), :, rows].transpose(1, 2)
-            q = rearrange(F.linear(query_tokens, w_q, b_q), "m s (h d) -> m h s d", h=self.num_heads)
-            k, v = rearrange(F.linear(windows[index], w_kv, b_kv), "m t (two h d) -> two m h t d",
-                             two=2, h=self.num_heads)
+            q, k, v = self.project_split(query_tokens, windows[index])  # (M, heads, size | N, head_dim)
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), scale=self.scale)
             attended = rearrange(attended, "m h s d -> m s (h d)").to(out.dtype)
             if rows is None:
