@@ -205,3 +205,45 @@ def test_peak_memory_does_not_grow_with_clip_length() -> None:
     short, long = peak_extra(8), peak_extra(64)
     # holding the whole output would add 56 frames (~3.7 MB) for the long clip
     assert long < short + 8 * frame_bytes, (short, long)
+
+
+class LargeAllocations(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every tensor of at least ``min_bytes`` made outside the model (``paused`` while it runs)."""
+
+    def __init__(self, min_bytes: int) -> None:
+        super().__init__()
+        self.min_bytes, self.paused, self.made = min_bytes, False, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                  if isinstance(a, torch.Tensor)}
+        for t in torch.utils._pytree.tree_leaves(out):  # views and in-place results share an input's storage
+            if (not self.paused and isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs
+                    and t.untyped_storage().nbytes() >= self.min_bytes):
+                self.made.append((str(func), t.untyped_storage().nbytes()))
+        return out
+
+
+def test_accumulation_does_not_duplicate_the_output() -> None:
+    """One clip (VRT's REDS test: 40-frame chunks): the model's output is returned without any copy;
+    with chunks, no buffer is larger than a chunk's output besides the output video."""
+    model = LocalSR(scale=4)
+    lq = video(8, h=16, w=16)
+    frame_bytes = 3 * 64 * 64 * 4
+    recorder = LargeAllocations(min_bytes=frame_bytes)
+
+    def run_model(x: torch.Tensor) -> torch.Tensor:
+        recorder.paused = True
+        try:
+            return model(x)
+        finally:
+            recorder.paused = False
+
+    with recorder:
+        out = tiled_inference(run_model, lq, 4, TileConfig(temporal_chunk=40, temporal_overlap=2))
+    assert torch.equal(out, model(lq)) and recorder.made == []
+    with recorder:
+        tiled_inference(run_model, lq, 4, TileConfig(temporal_chunk=4, temporal_overlap=1))
+    sizes = sorted(size for _, size in recorder.made)
+    assert sizes[-1] == 8 * frame_bytes and sizes[-2] <= 4 * frame_bytes, recorder.made

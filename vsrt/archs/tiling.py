@@ -23,7 +23,10 @@ Rules (the official ones):
 Memory: :func:`iter_tiled_inference` yields the output in temporal blocks as soon as no
 later clip can change them, so at most about two chunks of output are held besides the
 input (independent of the video length); :func:`tiled_inference` writes those blocks into
-one output tensor (or a caller-provided one, e.g. a memory-mapped array).
+one output tensor (or a caller-provided one, e.g. a memory-mapped array). Buffers are not
+duplicated: the first clip's output is the running sum, blocks are averaged in place, and
+a single block that is the whole output is returned as it is. Everything runs under
+``torch.no_grad`` (no autograd state), accumulating in ``dtype``.
 
 Deliberate difference from the official code: an overlap of 0 drops nothing (the
 official ``x[-0//2:] *= 0`` zeroes whole tiles and divides by zero).
@@ -150,6 +153,11 @@ def _run_clip(model_fn: ModelFn, clip: torch.Tensor, scale: int, config: TileCon
     return acc.div_(weight)[..., :h * scale, :w * scale]
 
 
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` may be a view of ``b`` (e.g. an identity model's output)."""
+    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
 @torch.no_grad()
 def iter_tiled_inference(model_fn: ModelFn, lq: torch.Tensor, scale: int,
                          config: TileConfig = TileConfig(), *,
@@ -188,22 +196,28 @@ def iter_tiled_inference(model_fn: ModelFn, lq: torch.Tensor, scale: int,
         if clip_out.shape[1] != length:
             raise ValueError(f"temporal chunking needs one output frame per input frame; the "
                              f"model returned {clip_out.shape[1]} for {length}")
-        if pending is None:
-            pending = clip_out.new_zeros(clip_out.shape[0], 0, *clip_out.shape[2:])
-        grow = start + length - first_pending - pending.shape[1]
-        if grow > 0:
-            pending = torch.cat([pending, pending.new_zeros(pending.shape[0], grow, *pending.shape[2:])], 1)
-            counts = torch.cat([counts, counts.new_zeros(grow)])
         offset = start - first_pending
-        pending[:, offset:offset + length] += clip_out
-        counts[offset:offset + length] += 1
+        if (pending is None or not pending.shape[1]) and not _shares_memory(clip_out, lq):
+            # nothing pending: the clip's output is the running sum (no copy)
+            pending, counts = clip_out, torch.ones(length, device=device, dtype=dtype)
+        else:
+            if pending is None:
+                pending = clip_out.new_zeros(clip_out.shape[0], 0, *clip_out.shape[2:])
+            grow = offset + length - pending.shape[1]
+            if grow > 0:
+                pending = torch.cat([pending, pending.new_zeros(pending.shape[0], grow, *pending.shape[2:])], 1)
+                counts = torch.cat([counts, counts.new_zeros(grow)])
+            pending[:, offset:offset + length] += clip_out
+            counts[offset:offset + length] += 1
         del clip_out
-        # frames before the next clip's start are final
+        # frames before the next clip's start are final: averaged in place and yielded as a view
         done = (starts[i + 1] if i + 1 < len(starts) else frames) - first_pending
         if done > 0:
-            yield pending[:, :done] / counts[:done].view(1, -1, 1, 1, 1)
+            block = pending[:, :done].div_(counts[:done].view(1, -1, 1, 1, 1))
             pending, counts = pending[:, done:].clone(), counts[done:].clone()
             first_pending += done
+            yield block
+            del block
 
 
 def tiled_inference(model_fn: ModelFn, lq: torch.Tensor, scale: int,
@@ -219,6 +233,9 @@ def tiled_inference(model_fn: ModelFn, lq: torch.Tensor, scale: int,
     blocks = iter_tiled_inference(model_fn, lq, scale, config, output_device=output_device, dtype=dtype)
     written = 0
     for block in blocks:
+        whole = block.shape[1] == (lq.shape[1] if config.temporal_chunk else block.shape[1])
+        if out is None and whole:  # one block is the whole output: no copy
+            return block
         if out is None:
             out = block.new_empty(block.shape[0], lq.shape[1] if config.temporal_chunk else block.shape[1],
                                   *block.shape[2:])

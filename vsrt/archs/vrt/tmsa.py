@@ -12,8 +12,9 @@ bias, a sine position encoding instead). Parameter names (``qkv_self``, ``qkv_mu
 
 Differences from the official code: stages pass channel-last tensors (the official one
 permutes to channel-first between modules; the values are the same); attention uses
-``F.scaled_dot_product_attention``; the shifted-window mask is rebuilt per call instead
-of being held in an ``lru_cache``; the unused ``input_resolution`` arguments are gone.
+``F.scaled_dot_product_attention`` over chunks of windows (bounded memory at any tile size);
+the shifted-window mask is rebuilt per call instead of being held in an ``lru_cache``; the
+unused ``input_resolution`` arguments are gone.
 """
 
 from __future__ import annotations
@@ -71,13 +72,36 @@ def sine_position_encoding(height: int, width: int, num_pos_feats: int,
     return rearrange(pos, "one h w c -> one (h w) c").contiguous()
 
 
+# Most attention logits (windows x heads x queries x keys) one SDPA call gets: the combined bias +
+# shifted-window mask, and the logits and softmax of SDPA's math path (e.g. CUDA fp32 at head_dim 30),
+# are materialised per call, so windows are attended in chunks (2**26 float32 values = 256 MiB each);
+# the official code holds two tensors of all windows' logits at once.
+ATTENTION_CHUNK_LOGITS = 2**26
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
            bias: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax attention inside windows.
+    """Softmax attention inside windows, in chunks of windows (see ``ATTENTION_CHUNK_LOGITS``).
 
     ``q, k, v``: ``(n*nW, heads, t, head_dim)``; ``bias``: ``(heads, t, t)`` or None;
     ``mask``: ``(nW, t, t)`` additive or None. Returns ``(n*nW, t, heads*head_dim)``.
     """
+    windows, heads, queries, _ = q.shape
+    step = max(1, ATTENTION_CHUNK_LOGITS // (heads * queries * k.shape[2]))
+    if windows <= step:
+        return _attend_windows(q, k, v, scale, bias, mask)
+    chunks = []
+    for start in range(0, windows, step):
+        stop = min(start + step, windows)
+        # windows are sample-major: window b takes mask[b % nW]
+        chunk_mask = None if mask is None else mask[torch.arange(start, stop, device=mask.device) % mask.shape[0]]
+        chunks.append(_attend_windows(q[start:stop], k[start:stop], v[start:stop], scale, bias, chunk_mask))
+    return torch.cat(chunks)
+
+
+def _attend_windows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                    bias: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+    """:func:`attend` in one SDPA call."""
     # masks are kept 4-D: SDPA's fused CPU kernel rejects 3-D ones
     attn_mask = None if bias is None else bias.to(q.dtype).unsqueeze(0)  # (1, heads, t, t)
     if mask is not None:
