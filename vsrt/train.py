@@ -213,12 +213,11 @@ def train(args: argparse.Namespace) -> str:
                 iter_timer.restart()
             if current_iter > total_iter:
                 break
+        logger.info("End of training. Saving the latest model.")
+        model.save(-1, -1)  # raises first if a loss since the last log was not finite
     except FloatingPointError as err:
         logger.error(str(err))
         raise SystemExit(1) from err
-
-    logger.info("End of training. Saving the latest model.")
-    model.save(-1, -1)
     current_iter = min(current_iter, total_iter)  # the loop stops one past the last iteration
     if val_freq and validated_at != current_iter:
         for dataset in val_datasets:

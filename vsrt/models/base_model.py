@@ -24,6 +24,8 @@ from vsrt.archs import build_network
 from vsrt.data.resumable import capture_rng_state, restore_rng_state
 from vsrt.models import lr_scheduler as vsrt_schedulers
 from vsrt.models.precision import resolve_precision
+from vsrt.models.runtime import apply_backend_settings, can_fuse, runtime_settings
+from vsrt.models.train_log import TrainLog
 from vsrt.utils.checkpoint import atomic_save, load_network, unwrap_model
 from vsrt.utils.dist import get_dist_info
 from vsrt.utils.logger import get_root_logger
@@ -40,12 +42,20 @@ def pick_device(num_gpu: int) -> torch.device:
 
 
 def build_optimizer(param_groups: list[dict[str, Any]], optim_opt: dict[str, Any]) -> torch.optim.Optimizer:
-    """``torch.optim.<type>(param_groups, **rest)``, with the option key named on error."""
+    """``torch.optim.<type>(param_groups, **rest)``, with the option key named on error.
+
+    Adam, AdamW, SGD, ... get ``fused=True`` when every parameter is a floating-point CUDA tensor
+    and the options set neither ``fused`` nor ``foreach`` (one kernel for the whole update; with a
+    GradScaler it also skips the host-device synchronisation of the inf check).
+    """
     optim_opt = dict(optim_opt)
     name = optim_opt.pop("type", None)
     cls = getattr(torch.optim, str(name), None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ValueError(f"train.optim_g.type '{name}' is not an optimizer in torch.optim")
+    params = [p for group in param_groups for p in group["params"]]
+    if "fused" not in optim_opt and "foreach" not in optim_opt and can_fuse(cls, params):
+        optim_opt["fused"] = True
     try:
         return cls(param_groups, **optim_opt)
     except TypeError as err:
@@ -79,15 +89,31 @@ class BaseModel:
         self.rank, self.world_size = get_dist_info()
         self.device = pick_device(int(opt.get("num_gpu", 0)))
         self.precision = resolve_precision(opt.get("precision") or self.default_precision, self.device)
+        self.runtime = runtime_settings(opt)  # compile, tf32, cudnn_benchmark
+        apply_backend_settings(self.runtime, self.device)
         self.logger = get_root_logger()
         self.net_g: nn.Module = build_network(opt["network_g"]).to(self.device)
         self.net_g_ema: nn.Module | None = None
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[Any] = []
-        self.log_dict: dict[str, float] = {}
+        # the last step's values (0-d device tensors, or floats); get_current_log() averages them
+        self.log_dict: dict[str, Any] = {}
+        self.train_log = TrainLog()
         self._load_initial_weights()
         if self.is_train:
             self.init_training_settings()
+        if self.runtime.compile is not None:  # last: after the EMA copy and the DDP wrapper
+            self.compile_networks()
+
+    def compile_networks(self) -> None:
+        """``compile:``: compile the blocks of ``net_g`` (and its EMA copy), see :mod:`vsrt.utils.compile`."""
+        from vsrt.utils.compile import compile_network
+
+        count = compile_network(unwrap_model(self.net_g), self.runtime.compile)
+        if self.net_g_ema is not None:
+            compile_network(self.net_g_ema, self.runtime.compile)
+        self.logger.info("torch.compile (%s): %d block methods of %s", self.runtime.compile, count,
+                         type(unwrap_model(self.net_g)).__name__)
 
     # ------------------------------------------------------------ weights
     def _load_initial_weights(self) -> None:
@@ -198,11 +224,12 @@ class BaseModel:
                 self.optimize_parameters(current_iter, micro_step=index, micro_steps=len(batches))
 
     def backward(self, loss: torch.Tensor, current_iter: int) -> None:
-        """Backward of ``loss`` (scaled under fp16); a non-finite loss stops training."""
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Non-finite loss ({loss.item()}) at iteration {current_iter}: training stopped. "
-                "Lower the learning rate, check the data, or use precision fp32/bf16.")
+        """Backward of ``loss`` (scaled under fp16).
+
+        A non-finite loss is not tested here (that would synchronise host and device every step):
+        :class:`~vsrt.models.train_log.TrainLog` records it and stops training at the next log or
+        checkpoint, naming the iteration.
+        """
         self.scaler.scale(loss).backward()
 
     def step_optimizer(self, loss: torch.Tensor, current_iter: int) -> None:
@@ -224,8 +251,11 @@ class BaseModel:
     def save(self, epoch: int, current_iter: int, batch_in_epoch: int = 0) -> None:
         """Write ``net_g_<iter>.pth`` then ``<iter>.state`` (rank 0 only, atomically).
 
-        ``current_iter == -1`` writes ``net_g_latest.pth`` and no state.
+        ``current_iter == -1`` writes ``net_g_latest.pth`` and no state. Every process calls it:
+        a non-finite loss since the last log raises FloatingPointError first (no checkpoint of
+        diverged weights).
         """
+        self.train_log.check()
         if self.rank != 0:
             return
         label = "latest" if current_iter == -1 else str(current_iter)
@@ -258,7 +288,14 @@ class BaseModel:
             restore_rng_state(state["rng"])
 
     def get_current_log(self) -> dict[str, float]:
-        return dict(self.log_dict)
+        """Averages of the logged values since the last call (over processes too), as floats.
+
+        The only host-device synchronisation of the training log; every process must call it.
+        Entries of :attr:`log_dict` that are not tensors (SAVSR's scale) are the last step's.
+        """
+        log = self.train_log.read()
+        log.update({k: v for k, v in self.log_dict.items() if not isinstance(v, torch.Tensor)})
+        return log
 
 
 def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:

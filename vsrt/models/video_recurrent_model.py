@@ -105,8 +105,8 @@ class VideoRecurrentModel(BaseModel):
         if flow_params:  # a network without a flow network (SAVSR, VRT for interpolation) has nothing to say
             self.logger.info("%s the flow network at iteration %d", "Freeze" if frozen else "Train", current_iter)
 
-    # statistics of the last training step that are not losses (kept_ratio); set by compute_losses
-    train_stats: Mapping[str, float] = MappingProxyType({})
+    # statistics of the last training step that are not losses (kept_ratio, 0-d tensors); set by compute_losses
+    train_stats: Mapping[str, torch.Tensor] = MappingProxyType({})
 
     @functools.cached_property
     def net_returns_token_masks(self) -> bool:
@@ -134,7 +134,8 @@ class VideoRecurrentModel(BaseModel):
         """Named loss terms for one :meth:`forward_train` output (subclasses add terms).
 
         With token masks (MIA-VSR, ``use_mask: true``) the sparsity loss ``l_spa`` is
-        added and the kept-token ratio, averaged over processes, is logged as ``kept_ratio``.
+        added and the kept-token ratio is logged as ``kept_ratio`` (a device tensor, averaged
+        over processes when the log is read).
         """
         masks = None
         if isinstance(output, tuple):  # (clip, masks); masks is None without mask prediction
@@ -148,9 +149,7 @@ class VideoRecurrentModel(BaseModel):
         self.train_stats = {}
         if masks is not None:
             losses["l_spa"] = self.cri_sparsity(masks)
-            with torch.no_grad():
-                ratio = all_reduce_sum(kept_token_ratio(masks).reshape(1).clone()) / self.world_size
-            self.train_stats = {"kept_ratio": float(ratio)}
+            self.train_stats = {"kept_ratio": kept_token_ratio(masks).detach()}
         return losses
 
     def optimize_parameters(self, current_iter: int, micro_step: int = 0, micro_steps: int = 1) -> None:
@@ -173,13 +172,10 @@ class VideoRecurrentModel(BaseModel):
         if micro_step < micro_steps - 1:
             return
         self.optimizer_step()
-        self.log_dict = OrderedDict((k, float(self._micro_sums[k]) / micro_steps) for k in losses)
-        self.train_stats = {k: float(self._micro_sums[k]) / micro_steps for k in self.train_stats}
-        if self.world_size > 1:
-            values = torch.tensor(list(self.log_dict.values()), device=self.device)
-            values = all_reduce_sum(values) / self.world_size
-            self.log_dict = OrderedDict(zip(self.log_dict, values.tolist()))
-        self.log_dict.update(self.train_stats)  # already averaged over processes
+        # device tensors: no host-device synchronisation here (get_current_log reads them)
+        self.log_dict = OrderedDict((k, self._micro_sums[k] / micro_steps)
+                                    for k in (*losses, *self.train_stats))
+        self.train_log.add(self.log_dict, current_iter)
 
     # ----------------------------------------------------------- inference
     def network_for_test(self) -> torch.nn.Module:
