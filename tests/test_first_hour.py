@@ -87,7 +87,8 @@ def reds_like(tmp_path):
     options = tmp_path / "my_run.yml"
     options.write_text(yaml.safe_dump({
         "name": "my_experiment", "network_g": network_g,
-        "datasets": {"test": {"dataroot_gt": str(tmp_path / "GT"), "dataroot_lq": str(tmp_path / "LQ")}}}))
+        "datasets": {"test": {"type": "VideoRecurrentTestDataset", "dataroot_gt": str(tmp_path / "GT"),
+                              "dataroot_lq": str(tmp_path / "LQ")}}}))
     return options, checkpoint
 
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=".", help="folder that receives demo_output/ (default: .)")
     parser.add_argument("--iters", type=int, default=None,
-                        help="training iterations (default: the option file's, 300)")
+                        help="training iterations (default: the option file's, 400)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default: OMP_NUM_THREADS if set, else one per core this process may use)")
     args = parser.parse_args(argv)

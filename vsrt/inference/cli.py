@@ -99,13 +99,17 @@ def experiment_name(args: argparse.Namespace) -> str:
 
 def option_file_data(opt_path: str | None) -> dict[str, Any]:
     """``dataroot_gt``, ``dataroot_lq``, ``meta_info_file`` and ``type`` of the option file's first test
-    (or val) dataset: the data an option file names is what the scripts use unless told otherwise."""
+    (or val) set of benchmark clips (GT and LQ folders, a Vimeo-90K-T list, or GT folders for the
+    arbitrary-scale protocol): the data an option file names is what the scripts use unless told otherwise.
+    Sets whose LQ is made on the fly (``VideoFolderDataset``, denoising) are not benchmark data."""
     if opt_path is None:
         return {}
     from vsrt.options import load_yaml
 
+    benchmark_types = ("VideoRecurrentTestDataset", "VideoTestVimeo90KDataset", "ASVideoTestDataset")
     for key, dataset in (load_yaml(opt_path).get("datasets") or {}).items():
-        if key.split("_")[0] in ("test", "val") and isinstance(dataset, dict):
+        if key.split("_")[0] in ("test", "val") and isinstance(dataset, dict) \
+                and dataset.get("type") in benchmark_types:
             return {"gt_root": dataset.get("dataroot_gt"), "lq_root": dataset.get("dataroot_lq"),
                     "meta_file": dataset.get("meta_info_file"), "type": dataset.get("type")}
     return {}
