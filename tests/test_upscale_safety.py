@@ -224,6 +224,15 @@ def test_an_output_that_cannot_fit_fails_early_with_the_estimate(tmp_path, capsy
         check_fits(spec, (64, 64), 4, 8, 4, torch.device("cpu"), available=need - 1)
     check_fits(spec, (64, 64), 4, 8, 4, torch.device("cpu"), tile=(32, 32), available=need - 1)  # tiles help
 
+    net = build_network(TINY_SAVSR).eval()  # the benchmark scripts' runner checks too, once per input size
+    runner = ClipRunner(net, describe_network(TINY_SAVSR, net), torch.device("cpu"), scale=(10000.0, 10000.0))
+    with pytest.raises(TooLargeError, match="160000x160000"):
+        runner(torch.rand(3, 3, 16, 16))
+    runner.scale = (1.5, 1.5)
+    for _ in range(2):
+        assert runner(torch.rand(3, 3, 8, 8)).shape == (3, 3, 12, 12)
+    assert len(runner.checked_sizes) == 1
+
 
 def test_savsr_validation_refuses_an_absurd_scale_before_allocating(tmp_path):
     """The same estimate guards SAVSR's whole-clip inference in vsrt.test / validation."""

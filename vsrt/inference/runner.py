@@ -17,6 +17,7 @@ from vsrt.archs.scale import Size, check_target_size, size_tag
 from vsrt.archs.tiling import TileConfig, tiled_inference
 from vsrt.data.data_util import generate_frame_indices
 from vsrt.inference.spec import ModelSpec, Scale, forward_takes_scale, integer_scale
+from vsrt.utils.memory_check import check_fits
 
 
 def tiled_forward(model_fn: Any, lq: torch.Tensor, scale: int, config: TileConfig) -> torch.Tensor:
@@ -52,6 +53,8 @@ class ClipRunner:
         noise_sigma: non-blind denoising noise level (0..255) appended as a constant channel.
         target_size: output frame size ``(H, W)`` instead of ``scale``: an arbitrary-scale network
             runs each clip at ``(H / h, W / w)``; a fixed-scale one must produce it at its own scale.
+        compile: ``torch.compile`` the network's blocks (:mod:`vsrt.utils.compile`, inductor) first.
+        tf32: TF32 matmuls / convolutions on CUDA (:mod:`vsrt.models.runtime`; no effect on the CPU).
     """
 
     net: torch.nn.Module
@@ -62,9 +65,18 @@ class ClipRunner:
     scale: Scale = 4
     noise_sigma: float | None = None
     target_size: Size | None = None
+    compile: bool = False
+    tf32: bool = True
 
     def __post_init__(self) -> None:
+        from vsrt.models.runtime import RuntimeSettings, apply_backend_settings
+        from vsrt.utils.compile import CompileSettings, compile_network
+
         self.takes_scale = forward_takes_scale(self.net) and self.spec.arbitrary_scale
+        apply_backend_settings(RuntimeSettings(tf32=self.tf32), self.device)
+        if self.compile:
+            compile_network(self.net, CompileSettings())
+        self.checked_sizes: set[tuple[Any, ...]] = set()  # memory estimates already made (once per size)
         if self.spec.nonblind_denoising and self.noise_sigma is None:
             raise ValueError(f"{self.spec.arch} is a non-blind denoiser: give the noise level (--noise-sigma)")
 
@@ -97,6 +109,7 @@ class ClipRunner:
             frames = [0] if self.spec.kind == "interpolation" else list(range(lq.shape[0]))
         frames = list(frames)
         scale = self.scale_for(lq.shape[-2], lq.shape[-1])
+        self._check_memory(lq, scale, len(frames))
         if self.spec.kind == "sliding":
             out = torch.cat([self._sliding_frame(lq, i, scale) for i in frames], dim=0)
         elif self.spec.kind == "interpolation":
@@ -114,6 +127,14 @@ class ClipRunner:
                              f"{size_tag(lq.shape[-2:])} input at scale {scale}, not the target size "
                              f"{size_tag(self.target_size)}")
         return out
+
+    def _check_memory(self, lq: torch.Tensor, scale: Scale, out_frames: int) -> None:
+        """Fail before the first network call of a size whose outputs cannot fit (SAVSR at scale 1000),
+        with the estimate (:mod:`vsrt.utils.memory_check`); once per input size."""
+        key = (tuple(lq.shape), scale, out_frames)
+        if key not in self.checked_sizes:
+            check_fits(self.spec, tuple(lq.shape[-2:]), scale, lq.shape[0], out_frames, self.device, self.tiles.tile)
+            self.checked_sizes.add(key)
 
     def _interpolate(self, lq: torch.Tensor, frames: Sequence[int]) -> torch.Tensor:
         """The one new frame ``(1, c, h, w)`` between the middle two of ``num_frame`` input frames."""

@@ -126,7 +126,6 @@ def upscale(args: argparse.Namespace) -> Any:
     from vsrt.inference.spec import resolve_scale
     from vsrt.inference.streaming import calls_per_window, upscale_stream
     from vsrt.inference.video_stream import open_source
-    from vsrt.utils.memory_check import check_fits
 
     target_size = _target_size(args.target_size, writes_video)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -142,25 +141,23 @@ def upscale(args: argparse.Namespace) -> Any:
             if args.scale is not None or target_size is not None:
                 raise ValueError(f"{loaded.label} interpolates frames at their own size; "
                                  "drop --scale / --target-size")
-            runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale=1)
-            check_fits(spec, source.size, 1, 4, 1, device, tiles.tile)
+            runner = ClipRunner(loaded.net, spec, device, args.precision, tiles, scale=1, compile=args.compile,
+                                tf32=args.tf32)
             logger.info("%s is a frame-interpolation network: %s -> %s frames/s", loaded.label,
                         float(source.fps), float(source.fps * 2))
             stats = _stream_to_sink(args, output, source, frame_range, runner, lambda frames, emit, bar:
                                     interpolate_stream(frames, runner, emit, bar), rate_factor=2)
         else:
             runner = ClipRunner(loaded.net, spec, device, args.precision, tiles,
-                                resolve_scale(loaded.net, spec, args.scale), args.noise_sigma, target_size)
+                                resolve_scale(loaded.net, spec, args.scale), args.noise_sigma, target_size,
+                                compile=args.compile, tf32=args.tf32)
             scale = runner.scale_for(*source.size)  # a fixed-scale network fails here, before anything is written
             if target_size is not None:
                 logger.info("%dx%d -> %dx%d frames (scale %s)", *source.size, *target_size, scale)
             context = args.chunk_overlap if args.chunk_overlap is not None else 4
             if spec.kind == "sliding":
                 context = max(context, spec.num_frame // 2)
-            chunk = _chunk_length(args.chunk)
-            expected = frame_range.expected(source.total, source.fps)
-            window = min(chunk + 2 * context, expected or (chunk + 2 * context if chunk < sys.maxsize else 1))
-            check_fits(spec, source.size, scale, window, min(chunk, window), device, tiles.tile)
+            chunk = _chunk_length(args.chunk)  # the runner checks that a window's outputs fit, at its first call
 
             def calls_for(out_frames: int, size: tuple[int, int]) -> int:
                 return calls_per_window(spec.kind, tiles, size, out_frames)
