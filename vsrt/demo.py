@@ -73,6 +73,7 @@ def run_demo(workdir: Path, total_iter: int | None = None, extra: list[str] = ()
         from vsrt.models import build_model
 
         opt["path"]["pretrain_network_g"] = str(Path(experiment) / "models" / "net_g_latest.pth")
+        opt["val"]["pbar"] = False
         model = build_model(opt)
         logger = logging.getLogger(LOGGER_NAME)
         level = logger.level
@@ -120,8 +121,13 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    print(f"vsrt demo: training a tiny BasicVSR on {threads} CPU thread(s); the log's [eta: ...] is the "
-          "training time left (a few minutes on 2 cores)", flush=True)
+    from vsrt.options import load_yaml
+    from vsrt.utils.cpu import busy_cores, usable_cores
+
+    iterations = args.iters or load_yaml(DEMO_OPTIONS)["train"]["total_iter"]
+    print(f"vsrt demo: {iterations} iterations of a tiny BasicVSR on {threads} CPU thread(s) ({usable_cores()} "
+          f"usable core(s), load average {busy_cores():.1f}); every 20 iterations the log's [eta: ...] says "
+          "how long training has left (3-5 minutes on an idle 2-core machine)", flush=True)
     start = time.perf_counter()
     scores = run_demo(Path(args.workdir).resolve() / "demo_output", args.iters)
     names = list(next(iter(scores.values())))
