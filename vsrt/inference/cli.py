@@ -63,13 +63,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
                         help="autocast precision (fp16 needs CUDA)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network's blocks (vsrt.utils.compile; the first clip of each "
+                        "size takes longer)")
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="full-precision fp32 matmuls and convolutions on CUDA (default: TF32 tensor cores)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--scale", help="output scale of arbitrary-scale networks: S or S_H,S_W (height, width)")
+    size.add_argument("--scale", help="output scale of arbitrary-scale networks: S or S_H,S_W (height, width) "
+                      "(default: the network's own scale)")
     size.add_argument("--target-size", metavar="H,W",
                       help="output frame size H,W or HxW instead of --scale: an arbitrary-scale network "
                       "runs each video or clip at scale H/h, W/w; a fixed-scale network accepts only its own "
                       "output size (benchmarks: the GT size)")
-    parser.add_argument("--noise-sigma", type=float, help="noise level (0-255) for non-blind denoisers")
+    parser.add_argument("--noise-sigma", type=float,
+                        help="noise level (0-255) for non-blind denoisers (required by them; no default)")
     tiles = parser.add_argument_group("tiling (default: the model's official protocol)")
     tiles.add_argument("--chunk", type=int, help="frames per temporal chunk (0: whole clip)")
     tiles.add_argument("--chunk-overlap", type=int, help="frames shared by neighbouring chunks")
@@ -182,7 +189,7 @@ def build_runner(args: argparse.Namespace, dataset: str) -> tuple[Any, Any]:
     scale = resolve_scale(loaded.net, loaded.spec, args.scale)
     tiles = TileConfig(size_multiple=loaded.spec.size_multiple, **resolve_tiles(args, loaded, dataset))
     runner = ClipRunner(loaded.net, loaded.spec, device, args.precision, tiles, scale, args.noise_sigma,
-                        target_size)
+                        target_size, compile=args.compile, tf32=args.tf32)
     return loaded, runner
 
 
