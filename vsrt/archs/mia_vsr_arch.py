@@ -51,11 +51,11 @@ from vsrt.archs.layers.recurrent import RecurrentPatchAlignNet, StepFn
 from vsrt.archs.layers.swin_block import ShiftedWindowBlock
 from vsrt.archs.layers.window import (
     Size3,
+    WindowIndex,
     as_size3,
     pad_to_windows,
     shifted_window_mask,
-    window_partition,
-    window_reverse,
+    window_index,
 )
 from vsrt.registry import ARCH_REGISTRY
 
@@ -131,12 +131,10 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         if mask_predictor:  # official key attn.predmask.rnn (present even with use_mask=False)
             self.attn.predmask = TokenKeepPredictor(dim)
 
-    def _to_pixels(self, windows: torch.Tensor, n: int, padded_hw: tuple[int, int], h: int, w: int) -> torch.Tensor:
+    @staticmethod
+    def _to_pixels(windows: torch.Tensor, index: WindowIndex, n: int, h: int, w: int) -> torch.Tensor:
         """Current-frame windows ``(n*nW, wh*ww, c)`` -> ``(n, h, w, c)`` (un-shifted, cropped)."""
-        grid = window_reverse(windows, (1, *self.window_size[1:]), n, (1, *padded_hw))[:, 0]
-        if self.shifted:
-            grid = torch.roll(grid, shifts=self.shift_size[1:], dims=(1, 2))
-        return grid[:, :h, :w]
+        return windows.reshape(n, -1, windows.shape[-1]).index_select(1, index.scatter).view(n, h, w, -1)
 
     def forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
                 memory: StepMemory | None) -> torch.Tensor:
@@ -165,29 +163,32 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         attention output (same shape), MLP branch ``(n, h, w, c)`` and keep map
         ``(n, h, w, 1)`` (None without a previous step).
         """
-        n, h, w, _ = x.shape
+        n, h, w, c = x.shape
         tokens = pad_to_windows(self.norm1(torch.cat([neighbours, x.unsqueeze(1)], dim=1)), self.window_size)
-        padded_hw = tuple(tokens.shape[2:4])
-        if self.shifted:  # the frame roll by ws0 of ws0 frames is the identity: roll h, w only
-            tokens = torch.roll(tokens, shifts=tuple(-s for s in self.shift_size[1:]), dims=(2, 3))
-        windows = window_partition(tokens, self.window_size)  # (n*nW, N, c)
-        queries = windows[:, -self.attn.num_queries:]  # current frame tokens (n*nW, wh*ww, c)
+        num_frames, num_queries = tokens.shape[1], self.attn.num_queries
+        # roll + window partition and window reverse + roll back + crop of the current frame: one
+        # gather each (windows without shift mask first; attn_mask is in that order, see shift_mask)
+        index = window_index(tuple(tokens.shape[1:4]), self.window_size, self.shift_size,
+                             (num_frames - 1, num_frames), (h, w), num_queries, x.device)
+        num_tokens = num_frames * num_queries
+        windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
+        queries = windows[:, -num_queries:]  # current frame tokens (n*nW, wh*ww, c)
         keep = None if prev is None else self.attn.predmask((queries - prev[0]).abs())  # (n*nW, wh*ww, 1)
 
         mask = attn_mask if self.shifted else None
         if keep is None:
-            attn_out = self.attn(windows, mask)
+            attn_out = self.attn(windows, mask, index.num_unmasked)
         elif self.training:
-            attn_out = self.attn(windows, mask) * keep + prev[1] * (1 - keep)
+            attn_out = self.attn(windows, mask, index.num_unmasked) * keep + prev[1] * (1 - keep)
         elif gather:  # attention rows, proj and MLP of kept tokens only
             kept_rows = keep.squeeze(-1) > 0  # (n*nW, wh*ww)
             attn_out = prev[1].clone()
             attn_out[kept_rows] = self.attn.proj(self.attn.attend_kept(windows, kept_rows, mask)).to(attn_out.dtype)
         else:  # every token, then the previous step's output where not kept
-            attn_out = torch.where(keep > 0, self.attn(windows, mask), prev[1])
-        x = x + self.drop_path(self._to_pixels(attn_out, n, padded_hw, h, w))
+            attn_out = torch.where(keep > 0, self.attn(windows, mask, index.num_unmasked), prev[1])
+        x = x + self.drop_path(self._to_pixels(attn_out, index, n, h, w))
 
-        keep_map = None if keep is None else self._to_pixels(keep, n, padded_hw, h, w)  # (n, h, w, 1)
+        keep_map = None if keep is None else self._to_pixels(keep, index, n, h, w)  # (n, h, w, 1)
         if keep_map is None:
             hidden = self.drop_path(self.mlp(self.norm2(x)))
         elif self.training:
@@ -261,10 +262,13 @@ class IntraInterFrameNet(RecurrentPatchAlignNet):
         self.mask_execution = "gather" if value else "dense"
 
     def shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+        """Rows of the current (last) frame, ``(nW, wh*ww, N)``, windows in :func:`window_index` order."""
         wd, wh, ww = self.window_size
         padded = (wd, -(-h // wh) * wh, -(-w // ww) * ww)
-        mask = shifted_window_mask(padded, self.window_size, (wd, wh // 2, ww // 2), device)
-        return mask[:, -wh * ww:]  # rows of the current (last) frame: (nW, wh*ww, N)
+        shift = (wd, wh // 2, ww // 2)
+        order = window_index(padded, self.window_size, shift, (0, 1), (1, 1), 1, device).order
+        mask = shifted_window_mask(padded, self.window_size, shift, device)
+        return mask[:, -wh * ww:].index_select(0, order)
 
     def make_step(self, name: str, attn_mask: torch.Tensor, records: list) -> StepFn:
         aligner = self.patch_align[name]

@@ -41,8 +41,7 @@ from vsrt.archs.layers.window import (
     as_size3,
     pad_to_windows,
     shifted_window_mask,
-    window_partition,
-    window_reverse,
+    window_index,
 )
 from vsrt.registry import ARCH_REGISTRY
 
@@ -60,17 +59,17 @@ class MultiFrameSwinBlock(ShiftedWindowBlock):
         return self.run_checkpointed(self._forward, x, attn_mask)
 
     def _forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        n, t, h, w, _ = x.shape
+        """``attn_mask``: ``(nW, N, N)`` in the window order of :func:`window_index` (see ``shift_mask``)."""
+        n, t, h, w, c = x.shape
         tokens = pad_to_windows(self.norm1(x), self.window_size)  # (n, Dp, Hp, Wp, c)
-        padded = tuple(tokens.shape[1:4])
-        shift_dims = (1, 2, 3)
-        if self.shifted:
-            tokens = torch.roll(tokens, shifts=tuple(-s for s in self.shift_size), dims=shift_dims)
-        windows = self.attn(window_partition(tokens, self.window_size), attn_mask if self.shifted else None)
-        tokens = window_reverse(windows, self.window_size, n, padded)
-        if self.shifted:
-            tokens = torch.roll(tokens, shifts=self.shift_size, dims=shift_dims)
-        x = x + self.drop_path(tokens[:, :t, :h, :w])
+        num_tokens = self.window_size[0] * self.window_size[1] * self.window_size[2]
+        # roll by -shift + window partition, and window reverse + roll back + crop: one gather each
+        index = window_index(tuple(tokens.shape[1:4]), self.window_size, self.shift_size, (0, t), (h, w),
+                             num_tokens, x.device)
+        windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
+        windows = self.attn(windows, attn_mask if self.shifted else None, index.num_unmasked)
+        tokens = windows.view(n, -1, c).index_select(1, index.scatter).view(n, t, h, w, c)
+        x = x + self.drop_path(tokens)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -139,9 +138,12 @@ class BasicRecurrentSwin(RecurrentPatchAlignNet):
         self.patch_size = patch_size
 
     def shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+        """``(nW, N, N)`` shifted-window mask, windows in the order of :func:`window_index`."""
         wd, wh, ww = self.window_size
         padded = (-(-NUM_COND_FRAMES // wd) * wd, -(-h // wh) * wh, -(-w // ww) * ww)
-        return shifted_window_mask(padded, self.window_size, (wd, wh // 2, ww // 2), device)
+        shift = (wd, wh // 2, ww // 2)
+        order = window_index(padded, self.window_size, shift, (0, 1), (1, 1), 1, device).order
+        return shifted_window_mask(padded, self.window_size, shift, device).index_select(0, order)
 
     def make_step(self, name: str, attn_mask: torch.Tensor, records: list) -> StepFn:
         aligner = self.patch_align[name]

@@ -81,12 +81,17 @@ class WindowAttention3D(nn.Module):
         k, v = rearrange(F.linear(key_tokens, w_kv, b_kv), "b t (two h d) -> two b h t d", two=2, h=self.num_heads)
         return q, k, v
 
-    def attend(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attend(self, windows: torch.Tensor, mask: torch.Tensor | None = None,
+               num_unmasked: int = 0) -> torch.Tensor:
         """Attention of the query tokens, before ``proj``.
 
         Args:
             windows: ``(n*nW, N, dim)`` tokens, window-major per sample.
             mask: ``(nW, Nq, N)`` additive shifted-window mask, or None.
+            num_unmasked: the first ``num_unmasked`` windows of every sample have an all-zero
+                ``mask`` (:func:`vsrt.archs.layers.window.window_index` orders them so): they
+                run with the position bias alone, and only the others get a per-window
+                ``(bias + mask)`` (which would otherwise be ``nW*heads*Nq*N`` floats per call).
         Returns:
             ``(n*nW, Nq, dim)``.
         """
@@ -99,13 +104,34 @@ class WindowAttention3D(nn.Module):
         # 4-D inputs and a 4-D mask keep SDPA on its fused CPU kernel (3-D or 5-D fall
         # back to a several times slower path)
         attn_mask = self.position_bias().to(q.dtype).unsqueeze(0)  # (1, heads, Nq, N)
-        if mask is not None:
+        if mask is not None and 0 < num_unmasked < mask.shape[0]:
+            return self._attend_split(q, k, v, attn_mask, mask, num_unmasked)
+        if mask is not None and num_unmasked == 0:
             nw = mask.shape[0]
             attn_mask = attn_mask + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, Nq, N)
             if num_windows_total != nw:  # windows are sample-major: repeat per sample
                 attn_mask = attn_mask.repeat(num_windows_total // nw, 1, 1, 1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         return rearrange(out, "b h t d -> b t (h d)")
+
+    def _attend_split(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                      mask: torch.Tensor, num_unmasked: int) -> torch.Tensor:
+        """:meth:`attend` with the unmasked windows first: bias alone there, bias + mask on the rest."""
+        nw = mask.shape[0]
+        n = q.shape[0] // nw
+
+        def windows_of(t: torch.Tensor, part: slice) -> torch.Tensor:  # (n*nW, ...) -> (n*len(part), ...)
+            return t.view(n, nw, *t.shape[1:])[:, part].flatten(0, 1)
+
+        plain, masked = slice(0, num_unmasked), slice(num_unmasked, nw)
+        masked_bias = bias + mask[masked].to(q.dtype).unsqueeze(1)  # (nW - U, heads, Nq, N)
+        if n > 1:
+            masked_bias = masked_bias.repeat(n, 1, 1, 1)
+        out = torch.cat([
+            F.scaled_dot_product_attention(*(windows_of(t, part) for t in (q, k, v)), attn_mask=part_bias,
+                                           scale=self.scale).view(n, -1, *q.shape[1:3], v.shape[-1])
+            for part, part_bias in ((plain, bias), (masked, masked_bias))], dim=1)  # (n, nW, heads, Nq, d)
+        return rearrange(out, "n w h t d -> (n w) t (h d)")
 
     def attend_kept(self, windows: torch.Tensor, keep: torch.Tensor, mask: torch.Tensor | None = None,
                     bucket: int = 8) -> torch.Tensor:
@@ -160,6 +186,6 @@ class WindowAttention3D(nn.Module):
                 out[index.unsqueeze(1).expand_as(rows)[valid], rows[valid]] = attended[valid]
         return out[keep]
 
-    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)``."""
-        return self.proj(self.attend(windows, mask))
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None, num_unmasked: int = 0) -> torch.Tensor:
+        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`)."""
+        return self.proj(self.attend(windows, mask, num_unmasked))

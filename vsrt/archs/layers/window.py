@@ -7,7 +7,9 @@ a window is (frame, row, col), as in Video Swin / PSRT / MIA-VSR checkpoints.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -95,3 +97,65 @@ def relative_position_index(window_size: Size3, query_frame: int | None = None) 
     rel = queries[:, :, None] - keys[:, None, :]  # (3, Nq, N)
     rel_d, rel_h, rel_w = rel[0] + wd - 1, rel[1] + wh - 1, rel[2] + ww - 1
     return (rel_d * (2 * wh - 1) + rel_h) * (2 * ww - 1) + rel_w
+
+
+class WindowIndex(NamedTuple):
+    """Shifted window partition and reverse as two flat gathers (see :func:`window_index`).
+
+    ``gather``: ``(nW*N,)`` position in the flattened padded grid of every window slot, window
+    by window, the windows whose shift mask is all zero first; ``order``: ``(nW,)`` the standard
+    window number (:func:`window_partition`) of each window in that order; ``num_unmasked``: how
+    many windows come first; ``scatter``: for every position of the cropped output grid, its slot
+    among the flattened query slots ``(nW*Nq,)``.
+    """
+
+    gather: torch.Tensor
+    order: torch.Tensor
+    num_unmasked: int
+    scatter: torch.Tensor
+
+
+def _build_window_index(padded: Size3, window_size: Size3, shift_size: Size3, frames: tuple[int, int],
+                        size_hw: tuple[int, int], num_queries: int, device: torch.device | None) -> WindowIndex:
+    grids = [p // ws for p, ws in zip(padded, window_size)]
+    # a shift s (0 < s < window) cuts the last window of its axis into two regions
+    cut = [g - 1 if 0 < s < ws else -1 for g, s, ws in zip(grids, shift_size, window_size)]
+    masked = torch.zeros(grids, dtype=torch.bool, device=device)
+    for axis, k in enumerate(cut):
+        if k >= 0:
+            masked.select(axis, k).fill_(True)
+    num_unmasked = 1
+    for g, k in zip(grids, cut):
+        num_unmasked *= g - (k >= 0)
+    order = torch.argsort(masked.flatten().to(torch.uint8), stable=True)  # (nW,) unmasked first
+    positions = torch.arange(padded[0] * padded[1] * padded[2], device=device).view(1, *padded, 1)
+    if any(shift_size):
+        positions = torch.roll(positions, shifts=tuple(-s for s in shift_size), dims=(1, 2, 3))
+    slots = window_partition(positions, window_size)[..., 0].index_select(0, order)  # (nW, N)
+    query_slots = slots[:, slots.shape[1] - num_queries:].flatten()  # (nW*Nq,)
+    inverse = torch.full((positions.numel(),), -1, dtype=torch.long, device=device)
+    inverse.scatter_(0, query_slots, torch.arange(query_slots.numel(), device=device))
+    h, w = size_hw
+    scatter = inverse.view(padded)[frames[0]:frames[1], :h, :w].flatten()
+    return WindowIndex(slots.flatten(), order, num_unmasked, scatter)
+
+
+_cached_window_index = functools.lru_cache(maxsize=64)(_build_window_index)
+
+
+def window_index(padded: Size3, window_size: Size3, shift_size: Size3, frames: tuple[int, int],
+                 size_hw: tuple[int, int], num_queries: int, device: torch.device) -> WindowIndex:
+    """Flat gathers that replace roll + :func:`window_partition` and :func:`window_reverse` + roll + crop.
+
+    ``tokens.reshape(n, -1, c).index_select(1, gather).view(n*nW, N, c)`` gives the windows of the
+    padded grid ``(n, *padded, c)`` rolled by ``-shift_size`` (in ``order``, unmasked windows
+    first); ``out.reshape(n, -1, c).index_select(1, scatter)`` maps the query slots ``(n*nW, Nq, c)``
+    (the last ``num_queries`` of each window) back to the grid rolled by ``+shift_size``, cropped to
+    ``frames`` (start, stop) x ``size_hw``. Built from shapes alone with device-side ops (no host
+    read), cached per shape and device; one gather each way instead of several copies.
+    """
+    args = (tuple(padded), tuple(window_size), tuple(shift_size), tuple(frames), tuple(size_hw), num_queries)
+    if torch.compiler.is_compiling():
+        return _build_window_index(*args, device)
+    with torch.inference_mode(False), torch.no_grad():  # cached tensors usable in training too
+        return _cached_window_index(*args, device)

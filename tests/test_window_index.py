@@ -1,0 +1,50 @@
+"""window_index: shifted window partition / reverse as flat gathers, unmasked windows first."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vsrt.archs.layers.attention import WindowAttention3D
+from vsrt.archs.layers.window import shifted_window_mask, window_index, window_partition, window_reverse
+
+
+@pytest.mark.parametrize(("padded", "window", "shift", "frames", "hw"), [
+    ((3, 16, 24), (3, 8, 8), (3, 4, 4), (0, 3), (13, 21)),  # PSRT: frame roll is the identity, cropped
+    ((3, 16, 16), (3, 8, 8), (0, 0, 0), (0, 3), (16, 16)),  # no shift
+    ((4, 8, 12), (2, 4, 4), (1, 2, 2), (0, 3), (8, 10)),  # a real frame shift
+    ((4, 8, 12), (2, 4, 4), (2, 2, 0), (1, 4), (7, 12)),  # shift of a whole window, none on one axis
+])
+def test_gathers_equal_roll_partition_reverse(padded, window, shift, frames, hw):
+    n, c = 2, 5
+    x = torch.randn(n, *padded, c)
+    num_tokens = window[0] * window[1] * window[2]
+    index = window_index(padded, window, shift, frames, hw, num_tokens, x.device)
+    rolled = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+    want = window_partition(rolled, window).view(n, -1, num_tokens, c)[:, index.order].flatten(0, 1)
+    windows = x.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)
+    assert torch.equal(windows, want)
+    # the shift mask of the first num_unmasked windows (in this order) is all zero, of the others not
+    mask = shifted_window_mask(padded, window, shift)[index.order]
+    nonzero = mask.flatten(1).ne(0).any(1)
+    assert not nonzero[:index.num_unmasked].any() and nonzero[index.num_unmasked:].all()
+    # reverse: windows back to the grid, rolled back, cropped
+    processed = windows * 2 + 1
+    unordered = torch.empty_like(processed.view(n, -1, num_tokens, c))
+    unordered[:, index.order] = processed.view(n, -1, num_tokens, c)
+    grid = torch.roll(window_reverse(unordered.flatten(0, 1), window, n, padded), shifts=shift, dims=(1, 2, 3))
+    back = processed.view(n, -1, c).index_select(1, index.scatter)
+    assert torch.equal(back, grid[:, frames[0]:frames[1], :hw[0], :hw[1]].reshape(n, -1, c))
+
+
+@pytest.mark.parametrize("last_frame_queries", [False, True])
+def test_split_attention_equals_one_masked_batch(last_frame_queries):
+    """Unmasked windows with the bias alone + the rest with bias + mask == every window with bias + mask."""
+    torch.manual_seed(0)
+    window, padded, shift = (3, 4, 4), (3, 12, 8), (3, 2, 2)
+    attn = WindowAttention3D(12, window, 2, last_frame_queries=last_frame_queries)
+    index = window_index(padded, window, shift, (0, 3), (12, 8), attn.num_queries, torch.device("cpu"))
+    mask = shifted_window_mask(padded, window, shift)[index.order][:, -attn.num_queries:]
+    windows = torch.randn(2 * mask.shape[0], 48, 12)  # 2 samples
+    assert 0 < index.num_unmasked < mask.shape[0]
+    torch.testing.assert_close(attn(windows, mask, index.num_unmasked), attn(windows, mask), atol=1e-6, rtol=0)
