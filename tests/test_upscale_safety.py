@@ -264,3 +264,29 @@ def test_argument_and_path_errors_come_before_torch_is_imported(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert result.stdout.strip() == "False", result.stderr
     assert result.stderr.count("error: ") == 3
+
+
+def test_progress_moves_during_one_long_network_call():
+    """One call per chunk (a recurrent network on whole frames): from the second chunk on, the bar
+    moves while the call runs, paced by the previous call, and never past 90 % of the chunk before
+    the call is done; the count is exact at each chunk's end."""
+    from types import SimpleNamespace
+
+    def slow_model(clip):
+        time.sleep(0.4)
+        return clip
+
+    bar, runner = RecordingBar(), SimpleNamespace(model_fn=slow_model)
+    progress = ChunkProgress(bar, tick_seconds=0.05)
+    progress.watch(runner)
+    for chunk in range(2):
+        progress.begin(4, calls=1)
+        runner.model_fn(None)
+        during = list(bar.updates)
+        progress.end()
+        assert bar.n == 4 * (chunk + 1)
+    first_chunk, second_chunk = bar.updates[:1], bar.updates[1:]
+    assert first_chunk == [4.0]  # nothing to pace the first call by
+    ticks = during[1:-1]  # the second call's updates while it ran (its last one is the call's completion)
+    assert len(ticks) >= 2 and sum(ticks) <= 0.9 * 4 + 1e-9
+    assert sum(second_chunk) == pytest.approx(4.0)

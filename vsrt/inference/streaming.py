@@ -7,6 +7,7 @@ this module and never each other's internals.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -41,41 +42,75 @@ class ChunkProgress:
     :meth:`begin` announces that the next ``calls`` network calls produce ``frames`` output
     frames; every network call (:meth:`network_call`, hooked into the runner by :meth:`watch`)
     then advances the bar by ``frames / calls``, and :meth:`end` completes the chunk exactly.
-    A slow model (one chunk of many tiles taking minutes) thus shows progress and an ETA long
-    before its first frame is written. A wrong ``calls`` estimate only changes the pace.
+    Within one long call (a recurrent network on whole frames: one call per chunk) the bar moves
+    with the time the previous call of the same work took, up to 90 % of the call's share, so a
+    slow model shows progress and an ETA long before its first frame is written. A wrong
+    estimate only changes the pace; the count is exact at every chunk's end.
     """
 
-    def __init__(self, bar: Any) -> None:
+    def __init__(self, bar: Any, tick_seconds: float = 1.0) -> None:
         self.bar = bar
         self.share = 0.0  # bar units per network call in the current chunk
         self.pending = 0.0  # what the current chunk has left to show
         self.calls = 0  # network calls seen (for tests and logs)
+        self.tick_seconds = tick_seconds
+        self.call_seconds: dict[float, float] = {}  # duration of the last call, by its share
+        self.lock = threading.Lock()
 
     def watch(self, runner: Any) -> None:
         """Count the network calls of ``runner`` (a :class:`~vsrt.inference.runner.ClipRunner`)."""
         model_fn = runner.model_fn
 
         def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
-            out = model_fn(*args, **kwargs)
-            self.network_call()
+            start, share = time.perf_counter(), self.share
+            ticker = self._start_ticker(share, self.call_seconds.get(share))
+            try:
+                out = model_fn(*args, **kwargs)
+            finally:
+                if ticker is not None:
+                    ticker[0].set()
+                    ticker[1].join()
+            self.call_seconds[share] = time.perf_counter() - start
+            self.network_call(ticker[2][0] if ticker is not None else 0.0)
             return out
 
         runner.model_fn = counted
+
+    def _start_ticker(self, share: float, expected: float | None) -> tuple[Any, Any, list[float]] | None:
+        """A thread that moves the bar during a call expected to last ``expected`` seconds."""
+        if not share or not expected or expected < 2 * self.tick_seconds:
+            return None
+        stop, shown = threading.Event(), [0.0]
+        start = time.perf_counter()
+
+        def tick() -> None:
+            while not stop.wait(self.tick_seconds):
+                target = min(0.9, (time.perf_counter() - start) / expected) * min(share, self.pending)
+                with self.lock:
+                    if target > shown[0]:
+                        self.bar.update(target - shown[0])
+                        shown[0] = target
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        return stop, thread, shown
 
     def begin(self, frames: int, calls: int) -> None:
         self.pending = float(frames)
         self.share = frames / max(calls, 1)
 
-    def network_call(self) -> None:
+    def network_call(self, already_shown: float = 0.0) -> None:
+        """One call is done; ``already_shown`` of its share was shown while it ran."""
         self.calls += 1
         step = min(self.share, self.pending)
-        if step > 0:
-            self.pending -= step
-            self.bar.update(step)
+        with self.lock:
+            if step > already_shown:
+                self.bar.update(step - already_shown)
+        self.pending -= max(step, already_shown)
 
     def end(self) -> None:
         """The chunk's frames are written: show what is left of them, and a whole frame count."""
-        if self.pending:
+        if self.pending > 0:
             self.bar.update(self.pending)
         if isinstance(getattr(self.bar, "n", None), float):
             self.bar.n = round(self.bar.n)  # no 15.999999 from the sum of fractions
