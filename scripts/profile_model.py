@@ -54,7 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vsrt.inference.loading import LoadedModel, load_model, network_from_options, pick_device
 from vsrt.inference.runner import autocast_context
+from vsrt.models.runtime import RuntimeSettings, apply_backend_settings
 from vsrt.options import parse_literal
+from vsrt.utils.compile import CompileSettings, compile_network
 from vsrt.zoo import get_preset
 
 HEADER = ("| model | input (t×h×w) | device | precision | params (M) | FLOPs (G, 2/MAC) | MACs (G) "
@@ -180,6 +182,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"), help="LQ frame size")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network's blocks (inductor); the warm-up runs absorb the compile")
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="full-precision fp32 matmuls and convolutions on CUDA (default: TF32)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--header", action="store_true", help="print the markdown table header first")
@@ -195,11 +201,16 @@ def main(argv: list[str] | None = None) -> str:
     frames = loaded.spec.num_frame or args.frames
     lq = torch.rand(1, frames, in_chans, *args.size, device=device)
     params = sum(p.numel() for p in net.parameters())
+    # counted eagerly, before compiling: the counter is a dispatch mode and the FLOPs do not change
+    flops = count_flops(net, lq, device, args.precision, args.train)
+    apply_backend_settings(RuntimeSettings(tf32=args.tf32), device)
+    if args.compile:
+        compile_network(net, CompileSettings())
     latency, memory, memory_kind = time_forward(net, lq, device, args.precision, args.warmup, args.runs,
                                                 args.train)
-    flops = count_flops(net, lq, device, args.precision, args.train)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    label = " ".join([loaded.label, *args.overrides] + (["(train step)"] if args.train else []))
+    label = " ".join([loaded.label, *args.overrides] + (["(train step)"] if args.train else [])
+                     + (["compiled"] if args.compile else []))
     row = (f"| {label} | {frames}×{args.size[0]}×{args.size[1]} | {device_name} | {args.precision} "
            f"| {params / 1e6:.2f} | {flops / 1e9:.1f} | {flops / 2e9:.1f} | {latency:.1f} | {memory:.0f} |")
     if args.header:

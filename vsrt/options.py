@@ -72,6 +72,8 @@ ANY = None  # a section whose keys are free (constructor kwargs, metric names, .
 SCHEMA: dict[str, Any] = {
     "name": ANY, "model_type": ANY, "scale": ANY, "num_gpu": ANY, "manual_seed": ANY,
     "find_unused_parameters": ANY, "use_static_graph": ANY, "precision": ANY,
+    # how the model runs (vsrt.models.runtime): torch.compile, TF32, cuDNN autotuning
+    "compile": ANY, "tf32": ANY, "cudnn_benchmark": ANY,
     "imports": ANY, "datasets": ANY, "network_g": ANY,
     # filled in by load_options
     "is_train": ANY, "opt_path": ANY,
@@ -225,6 +227,9 @@ def parse_args(is_train: bool, argv: list[str] | None = None) -> argparse.Namesp
                         help=argparse.SUPPRESS)  # set by the deprecated torch.distributed.launch
     parser.add_argument("--force_yml", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override options, e.g. train.total_iter=100 val.val_freq=~")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network's blocks (the option file's 'compile: true'; a "
+                        "'compile:' mapping in the file is kept)")
     if not is_train:
         parser.add_argument("--scale", default=None, metavar="S | S_H,S_W",
                             help="test at this scale, e.g. 2.5 or 1.5,3.8 (height, width); arbitrary-scale "

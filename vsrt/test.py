@@ -42,11 +42,16 @@ def run_tests(args: argparse.Namespace) -> dict[str, Any]:
     from vsrt.utils.logger import close_log_files, get_root_logger
 
     opt, notices = load_options(args.opt, False, args.force_yml, args.debug)
+    if args.compile:
+        opt["compile"] = opt.get("compile") or True
     import_user_modules(allowed_imports(opt, args.allow_imports))
     check_network_g(opt, args.opt)  # keys, value kinds and scale, before any data
     from vsrt.models.video_recurrent_model import tile_config_from_options
 
     tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
+    from vsrt.models.runtime import runtime_settings
+
+    runtime_settings(opt)  # and on a bad compile / tf32 / cudnn_benchmark
     torch.manual_seed(int(opt.get("manual_seed") or 0))
     rank, _ = get_dist_info()
     results_root = Path(opt["path"]["results_root"])

@@ -111,12 +111,17 @@ def build_val_datasets(opt: dict[str, Any]) -> list[Any]:
 def train(args: argparse.Namespace) -> str:
     """Train from the parsed command line; returns the experiment folder."""
     opt, notices = load_options(args.opt, True, args.force_yml, args.debug)
+    if args.compile:
+        opt["compile"] = opt.get("compile") or True
     import_user_modules(allowed_imports(opt, args.allow_imports))
     check_network_g(opt, args.opt)  # keys, value kinds and scale, before any data
     check_scalar_loggers(opt)
     from vsrt.models.video_recurrent_model import tile_config_from_options
 
     tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
+    from vsrt.models.runtime import runtime_settings
+
+    runtime_settings(opt)  # and on a bad compile / tf32 / cudnn_benchmark
     rank, world_size = get_dist_info()
     seed = opt.get("manual_seed")
     if seed is None:
