@@ -20,9 +20,10 @@ import torch
 
 from helpers import tiny_train_options, write_options
 from vsrt import train
-from vsrt.data import EnlargedSampler
+from vsrt.data import EnlargedSampler, build_dataset
 from vsrt.data.resumable import SeededSampler
 from vsrt.models import build_model
+from vsrt.models.video_recurrent_model import VideoRecurrentModel
 from vsrt.options import load_options
 
 
@@ -112,10 +113,15 @@ class RecordingDataset(torch.utils.data.Dataset):
         return {"index": torch.tensor(index), "draws": torch.tensor(draws, dtype=torch.float64)}
 
 
-def expected_draws(seed: int) -> list[float]:
+def seed_generators(seed: int) -> None:
+    """What a per-sample seed means: ``random``, numpy and torch seeded with it."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def expected_draws(seed: int) -> list[float]:
+    seed_generators(seed)
     return [random.random(), float(np.random.rand()), float(torch.rand(()))]
 
 
@@ -142,21 +148,56 @@ def test_training_loader_seeds_each_sample_and_spares_the_global_stream(tmp_path
             assert draws[position].tolist() == pytest.approx(expected, rel=1e-7), (epoch, position)
     torch.manual_seed(1234)  # expected_draws reseeded it above; the loader itself must not draw from it
     torch.testing.assert_close(torch.rand(3), before)
+    opt["datasets"]["train"]["dataset_enlarge_ratio"] = 1  # 5 samples: two full batches, the odd one dropped
+    loader, _, iters_per_epoch = train.build_train_loader(opt, seed=10)
+    assert iters_per_epoch == len(list(loader)) == 2
+    assert all(len(batch["index"]) == 2 for batch in loader)
 
 
 # ----------------------------------------------------------------------------- resume mid-epoch
 
 
-def test_resume_in_the_middle_of_an_epoch_matches_the_uninterrupted_run(tmp_path):
+def expected_batches(opt_path: Path, epochs: int, batch_size: int) -> list[torch.Tensor]:
+    """LQ batches of ``epochs`` epochs derived by hand: the sampler's order, each sample under its own seed."""
+    opt, _ = load_options(opt_path, is_train=True)
+    dataset = build_dataset(opt["datasets"]["train"])
+    sampler = EnlargedSampler(dataset, 1, 0, ratio=opt["datasets"]["train"]["dataset_enlarge_ratio"])
+    batches = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        samples = []
+        for position, index in enumerate(sampler):
+            seed_generators(documented_seed(opt["manual_seed"], epoch, 0, position))
+            samples.append(dataset[index]["lq"])
+        batches += [torch.stack(samples[i:i + batch_size]) for i in range(0, len(samples), batch_size)]
+    return batches
+
+
+def test_resume_in_the_middle_of_an_epoch_matches_the_uninterrupted_run(tmp_path, monkeypatch):
     """8 iterations per epoch, states every 3: resume at iteration 3 (epoch 0, batch 3 of 8).
 
     The interrupted run is the uninterrupted one's folder cut back to what existed after iteration 3,
-    which is what a kill at any moment between the writes of states 3 and 6 leaves.
+    which is what a kill at any moment between the writes of states 3 and 6 leaves. Both runs must also
+    train on exactly the batches derived by hand (new order each epoch, per-sample seeds, the skip).
     """
     opt = tiny_train_options(tmp_path, **{"datasets.train.dataset_enlarge_ratio": 8, "train.total_iter": 10,
                                           "logger.save_checkpoint_freq": 3})
     opt_path = write_options(tmp_path / "tiny.yml", opt)
+    seen: list[torch.Tensor] = []
+    feed_data = VideoRecurrentModel.feed_data
+
+    def recording_feed_data(model, data):
+        if data["lq"].shape[:2] == (2, 3):  # training batches (validation feeds whole clips)
+            seen.append(data["lq"].clone())
+        feed_data(model, data)
+
+    monkeypatch.setattr(VideoRecurrentModel, "feed_data", recording_feed_data)
     reference = Path(train.main(["-opt", str(opt_path), "--force_yml", "name=reference"]))
+    expected = expected_batches(opt_path, epochs=2, batch_size=2)[:10]
+    assert len(seen) == 10
+    for iteration, (got, want) in enumerate(zip(seen, expected), start=1):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"batch of iteration {iteration}")
+    seen.clear()
     # where each state says it is: (epoch, batch in the epoch) from iteration = epoch * 8 + batch
     for iteration, epoch, batch in ((3, 0, 3), (6, 0, 6), (9, 1, 1)):
         state = torch.load(reference / "training_states" / f"{iteration}.state", weights_only=True)
@@ -167,6 +208,9 @@ def test_resume_in_the_middle_of_an_epoch_matches_the_uninterrupted_run(tmp_path
         (resumed / sub).mkdir(parents=True)
         shutil.copy(reference / sub / name, resumed / sub / name)
     train.main(["-opt", str(opt_path), "--force_yml", "name=resumed", "--auto_resume"])
+    assert len(seen) == 7
+    for iteration, (got, want) in enumerate(zip(seen, expected[3:]), start=4):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"resumed batch of iteration {iteration}")
     assert "Resumed from" in next(resumed.glob("train_resumed_*.log")).read_text()
     for name in ("net_g_6.pth", "net_g_9.pth", "net_g_latest.pth"):
         expected = torch.load(reference / "models" / name, weights_only=True)
