@@ -279,6 +279,19 @@ def test_wandb_receives_the_logged_scalars_and_tensorboard_writes_in_the_experim
     assert not list((tmp_path / "elsewhere").iterdir()), "nothing is written to the current folder"
 
 
+def test_a_resumed_run_continues_its_wandb_run(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb(calls))
+    opt = tiny_train_options(tmp_path, **{"train.total_iter": 2, "val.val_freq": None,
+                                          "logger.save_checkpoint_freq": 2, "logger.wandb": {"project": "p"}})
+    opt_path = write_options(tmp_path / "o.yml", opt)
+    root = Path(train.main(["-opt", str(opt_path)]))
+    train.main(["-opt", str(opt_path), "--auto_resume", "--force_yml", "train.total_iter=3"])
+    inits = [kwargs for kind, *rest in calls if kind == "init" for kwargs in rest]
+    assert [(k["id"], k["resume"]) for k in inits] == [(None, None), ("fake-run", "allow")]
+    assert (root / "wandb_id").read_text() == "fake-run"
+
+
 def test_wandb_asked_for_but_not_installed_fails_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
     opt = tiny_train_options(tmp_path, **{"logger.wandb": {"project": "p"}})

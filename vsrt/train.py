@@ -170,7 +170,7 @@ def train(args: argparse.Namespace) -> str:
         start_epoch, current_iter = state["epoch"], state["iter"]
         skip_batches = state.get("batch_in_epoch", 0)
         logger.info("Resumed from %s: epoch %d, iteration %d", resume_path, start_epoch, current_iter)
-    tb_logger = init_scalar_loggers(opt)  # tensorboard and/or wandb (rank 0), None when neither
+    tb_logger = init_scalar_loggers(opt, resuming=state is not None)  # tensorboard and/or wandb (rank 0)
 
     message_logger = MessageLogger(opt, current_iter, tb_logger)
     data_timer, iter_timer = AvgTimer(), AvgTimer()

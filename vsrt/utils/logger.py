@@ -6,6 +6,7 @@ import datetime
 import logging
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from vsrt.utils.dist import get_dist_info
@@ -137,12 +138,13 @@ def check_scalar_loggers(opt: dict[str, Any]) -> None:
                           "logger.wandb.project: ~")
 
 
-def init_scalar_loggers(opt: dict[str, Any]) -> ScalarWriter | None:
+def init_scalar_loggers(opt: dict[str, Any], resuming: bool = False) -> ScalarWriter | None:
     """Tensorboard (``logger.use_tb_logger``, in ``path.tb_logger``) and wandb (``logger.wandb``) on rank 0.
 
     None when neither is asked for, on other ranks, and for ``debug`` runs (as BasicSR).
     ``logger.wandb``: ``project``, ``entity``, ``resume_id`` (continue that wandb run) and ``mode``
-    (``online`` | ``offline`` | ``disabled``; ``WANDB_MODE`` works too). wandb files go in the experiment folder.
+    (``online`` | ``offline`` | ``disabled``; ``WANDB_MODE`` works too). wandb files go in the experiment
+    folder, with the run's id in ``wandb_id``: a resumed training run without ``resume_id`` continues it.
     """
     logger_opt = opt.get("logger") or {}
     wandb_opt = _wandb_options(opt)
@@ -154,9 +156,14 @@ def init_scalar_loggers(opt: dict[str, Any]) -> ScalarWriter | None:
         check_scalar_loggers(opt)
         import wandb
 
+        id_file = Path(opt["path"]["experiments_root"]) / "wandb_id"
         resume_id = wandb_opt.get("resume_id")
+        if resume_id is None and resuming and id_file.is_file():
+            resume_id = id_file.read_text(encoding="utf-8").strip() or None
         run = wandb.init(project=wandb_opt["project"], entity=wandb_opt.get("entity"), name=opt["name"],
                          config=opt, id=resume_id, resume="allow" if resume_id else None,
                          mode=wandb_opt.get("mode"), dir=opt["path"]["experiments_root"])
+        if getattr(run, "id", None):
+            id_file.write_text(str(run.id), encoding="utf-8")
         get_root_logger().info("wandb run %s (project %s)", getattr(run, "id", "?"), wandb_opt["project"])
     return ScalarWriter(tensorboard, run)
