@@ -290,3 +290,26 @@ def test_progress_moves_during_one_long_network_call():
     ticks = during[1:-1]  # the second call's updates while it ran (its last one is the call's completion)
     assert len(ticks) >= 2 and sum(ticks) <= 0.9 * 4 + 1e-9
     assert sum(second_chunk) == pytest.approx(4.0)
+
+
+def test_frame_selector_shifts_audio_and_holds_little_before_a_far_start():
+    from types import SimpleNamespace
+
+    from vsrt.inference.frame_range import STOP, FrameSelector
+
+    selector = FrameSelector(FrameRange.from_args("1000", 3, None), Fraction(25))
+    sent, most_held, kept = [], 0, []
+    for index in range(1100):  # one video frame (25/s) and two audio packets (50/s) per step
+        for half in (0, 1):
+            packet = SimpleNamespace(pts=2 * index + half, dts=2 * index + half, time_base=Fraction(1, 50))
+            selector.audio(packet, sent.append)
+            most_held = max(most_held, len(selector.held_audio))
+        result = selector.take((index, Fraction(1, 25)))
+        if result is STOP:
+            break
+        if result is not None:
+            kept.append(result)
+    assert kept == [(0, Fraction(1, 25)), (1, Fraction(1, 25)), (2, Fraction(1, 25))]  # frames 1000-1002 at 0
+    assert most_held <= 300  # not the 2000 packets before the start
+    # audio from the first kept frame's time, shifted to 0; a frame count ends it at the next demuxed frame
+    assert [p.pts for p in sent] == list(range(len(sent))) and 6 <= len(sent) <= 8

@@ -99,6 +99,7 @@ class FrameSelector:
         self.kept = 0
         self.first: Fraction | None = None  # time of the first kept frame (seconds)
         self.held_audio: list[Any] = []
+        self.skipped_until = Fraction(0)  # time of the last frame skipped before the range
 
     def take(self, timestamp: Timestamp) -> Timestamp | None | object:
         self.index += 1
@@ -108,6 +109,7 @@ class FrameSelector:
         pts, time_base = timestamp
         seconds = pts * Fraction(time_base)
         if self.index < self.range.start_frame or seconds < self.range.start_seconds - self.half_frame:
+            self.skipped_until = seconds
             return None
         if self.first is None:
             self.first = seconds
@@ -124,6 +126,9 @@ class FrameSelector:
             return
         self.held_audio.append(packet)
         if self.first is None:  # the shift is known with the first kept frame
+            if len(self.held_audio) > 256:  # a far start: audio before a skipped frame is never sent, forget it
+                self.held_audio = [held for held in self.held_audio if held.pts is not None and
+                                   held.pts * Fraction(held.time_base) >= self.skipped_until]
             return
         for held in self.held_audio:
             self._send_shifted(held, send)
