@@ -3,6 +3,7 @@ readable logs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -16,7 +17,8 @@ import yaml
 from helpers import REPO_ROOT, tiny_train_options, write_options
 from vsrt import train
 from vsrt.archs import build_network
-from vsrt.inference.cli import main_reds, run_script
+from vsrt.inference.arguments import HelpFormatter
+from vsrt.inference.cli import main_reds, reds_parser, run_script, vimeo_parser
 from vsrt.options import parse_args
 from vsrt.utils.cpu import cgroup_cpu_limit, default_num_threads
 from vsrt.utils.synthetic import write_clip_folders
@@ -73,6 +75,19 @@ def test_usage_names_the_entry_point_and_test_help_has_only_test_options(monkeyp
     result = subprocess.run([sys.executable, "-m", "vsrt", "test", "--help"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("usage: python -m vsrt test "), result.stdout
+
+
+@pytest.mark.parametrize("parser", [reds_parser(), vimeo_parser()], ids=["reds", "vimeo90k"])
+def test_every_benchmark_argument_has_help_showing_its_default(parser):
+    formatter = HelpFormatter(parser.prog)
+    for action in parser._actions:
+        assert action.help, f"{action.option_strings} has no help"
+        if action.default not in (None, argparse.SUPPRESS) and not isinstance(action.default, bool):  # a value
+            assert "%(default)s" in formatter._get_help_string(action), action.option_strings
+        elif action.default is None and action.nargs != 0 and action.dest not in ("opt", "model"):
+            # decided from other arguments (or by the network): the help says how
+            assert "default" in action.help or parser._action_groups[2].title.startswith("tiling (default"), \
+                action.option_strings
 
 
 @pytest.fixture

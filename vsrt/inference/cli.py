@@ -1,21 +1,28 @@
 """Command lines of the benchmark scripts ``inference_reds.py`` and ``inference_vimeo90k.py``.
 
-Arguments, data folders and the output folder are checked before torch is imported (which takes
-seconds): a typo, a missing folder, an unwritable or already used output folder is an error at once,
-not after the model is loaded or the evaluation has run.
+Arguments, data folders and the output folder are checked before torch is imported
+(:mod:`vsrt.inference.arguments`): a typo, a missing folder, an unwritable or already used output folder
+is an error at once, not after the model is loaded or the evaluation has run.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vsrt.inference.protocols import DATASET_TITLES, PROTOCOLS, REDS4_CLIPS, Protocol
+from vsrt.inference.arguments import (
+    HelpFormatter,
+    check_inputs,
+    data_label,
+    dataset_of_option_file,
+    experiment_name,
+    option_file_data,
+    prepare_output,
+)
+from vsrt.inference.protocols import PROTOCOLS, REDS4_CLIPS, Protocol
 
 if TYPE_CHECKING:
     from vsrt.inference.datasets import BenchmarkClip, LQFromGT
@@ -33,13 +40,6 @@ BD_LQ_ROOTS = {"vimeo90k": "datasets/vimeo90k/vimeo_septuplet_BDLRx4/sequences",
                "udm10": "datasets/UDM10/BDx4"}
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows every default; an argument whose default depends on others (None) says it in its help."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or isinstance(action.default, bool):
-            return action.help or ""
-        return super()._get_help_string(action)
 # VRT README commands per test set (``--tile T P P --tile_overlap To Po Po``); other sets get the
 # defaults of main_test_vrt.py. Zoo presets may override them per dataset.
 VRT_DEFAULT_TILES = {"temporal_chunk": 40, "temporal_overlap": 2, "tile": 128, "tile_overlap": 20}
@@ -93,62 +93,6 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-images", action="store_true",
                         help="also write the scored output frames (PNG) under <results folder>/images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def experiment_name(args: argparse.Namespace) -> str:
-    """The zoo preset, or the ``name`` of the option file (its stem when it has none)."""
-    if args.model is not None:
-        return args.model
-    from vsrt.options import load_yaml
-
-    return str(load_yaml(args.opt).get("name") or Path(args.opt).stem)
-
-
-def option_file_data(opt_path: str | None) -> dict[str, Any]:
-    """``dataroot_gt``, ``dataroot_lq``, ``meta_info_file`` and ``type`` of the option file's first test
-    (or val) set of benchmark clips (GT and LQ folders, a Vimeo-90K-T list, or GT folders for the
-    arbitrary-scale protocol): the data an option file names is what the scripts use unless told otherwise.
-    Sets whose LQ is made on the fly (``VideoFolderDataset``, denoising) are not benchmark data."""
-    if opt_path is None:
-        return {}
-    from vsrt.options import load_yaml
-
-    benchmark_types = ("VideoRecurrentTestDataset", "VideoTestVimeo90KDataset", "ASVideoTestDataset")
-    for key, dataset in (load_yaml(opt_path).get("datasets") or {}).items():
-        if key.split("_")[0] in ("test", "val") and isinstance(dataset, dict) \
-                and dataset.get("type") in benchmark_types:
-            return {"gt_root": dataset.get("dataroot_gt"), "lq_root": dataset.get("dataroot_lq"),
-                    "meta_file": dataset.get("meta_info_file"), "type": dataset.get("type")}
-    return {}
-
-
-def check_inputs(args: argparse.Namespace, folders: dict[str, str | None], files: dict[str, str | None]) -> None:
-    """Files named on the command line exist (before any slow import): ``--opt``, ``--weights``, data."""
-    for flag, path in (("--opt", args.opt), ("--weights", args.weights), *files.items()):
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"{flag}: file not found: {path}")
-    for flag, path in folders.items():
-        if path is not None and not Path(path).is_dir():
-            raise FileNotFoundError(f"{flag}: folder not found: {path}")
-
-
-def prepare_output(folder: str | Path, force: bool) -> Path:
-    """Create the results folder and prove it writable now, not after the evaluation; refuse to overwrite
-    earlier results without ``--force``."""
-    folder = Path(folder)
-    existing = [folder / name for name in ("metrics.csv", "metrics.json", "images") if (folder / name).exists()]
-    if existing and not force:
-        raise FileExistsError(f"{folder} already holds results ({', '.join(p.name for p in existing)}): "
-                              "give --force to overwrite them, or another --output")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test_"):
-            pass
-    except OSError as err:
-        raise PermissionError(f"results folder {folder} is not writable: {err.strerror or err}") from None
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"results folder {folder} is not writable")
-    return folder
 
 
 def _pair(values: Sequence[int] | None) -> Any:
@@ -206,14 +150,6 @@ def published_scores(loaded: Any, dataset: str, scale: Any) -> list[dict[str, An
         return as_scale_pair(published) == as_scale_pair(scale)
 
     return [asdict(s) for s in loaded.preset.scores if s.dataset == dataset and same_scale(s.scale)]
-
-
-def data_label(dataset: str, gt_root: str | Path, standard_root: str) -> str:
-    """What the table calls the data: the test set's name for its standard folder, else the folder."""
-    title = DATASET_TITLES.get(dataset, dataset)
-    if Path(gt_root).resolve() == Path(standard_root).resolve():
-        return title
-    return f"{gt_root} (scored as {title})"
 
 
 def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
@@ -306,8 +242,7 @@ def run_script(main: Any, argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
-def main_reds(argv: list[str] | None = None) -> dict[str, Any]:
-    """``inference_reds.py``: REDS4 (clips 000, 011, 015, 020), RGB PSNR/SSIM on every frame."""
+def reds_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python inference_reds.py", description=main_reds.__doc__,
                                      formatter_class=HelpFormatter)
     add_benchmark_arguments(parser)
@@ -316,7 +251,12 @@ def main_reds(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lq-root", help=f"LQ clip folders (default: the option file's dataroot_lq, else "
                         f"{REDS4_DEFAULTS['lq_root']})")
     parser.add_argument("--clips", nargs="+", default=list(REDS4_CLIPS), help="clip folders to score")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main_reds(argv: list[str] | None = None) -> dict[str, Any]:
+    """``inference_reds.py``: REDS4 (clips 000, 011, 015, 020), RGB PSNR/SSIM on every frame."""
+    args = reds_parser().parse_args(argv)
     check_inputs(args, {}, {})
     from_options = option_file_data(args.opt)
     gt_root = args.gt_root or from_options.get("gt_root") or REDS4_DEFAULTS["gt_root"]
@@ -343,18 +283,7 @@ def _refuse_interpolation(runner: Any, dataset: str) -> None:
                          f"Vimeo-90K-T (inference_vimeo90k.py --dataset vimeo90k), not on {dataset}")
 
 
-def dataset_of_option_file(data: dict[str, Any]) -> str | None:
-    """The benchmark an option file's test set is (Vimeo-90K-T by its dataset type, Vid4 / UDM10 by folder)."""
-    if data.get("type") == "VideoTestVimeo90KDataset":
-        return "vimeo90k"
-    root = str(data.get("gt_root") or "").lower()
-    return next((name for name in ("vid4", "udm10") if name in root), None)
-
-
-def main_vimeo(argv: list[str] | None = None) -> dict[str, Any]:
-    """``inference_vimeo90k.py``: Vimeo-90K-T (centre frame), Vid4 or UDM10 (all frames); Y PSNR/SSIM.
-    A frame-interpolation network (VRT task 009) is scored on Vimeo-90K-T's im4 from the GT frames
-    im1, im3, im5, im7, on RGB."""
+def vimeo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python inference_vimeo90k.py",
                                      description=main_vimeo.__doc__, formatter_class=HelpFormatter)
     add_benchmark_arguments(parser)
@@ -371,7 +300,14 @@ def main_vimeo(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--downsample-mode", default="torch", choices=("torch", "core"),
                         help="how --lq-from-gt downsamples: torch (antialiased bicubic, SAVSR's) or core "
                         "(MATLAB imresize)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main_vimeo(argv: list[str] | None = None) -> dict[str, Any]:
+    """``inference_vimeo90k.py``: Vimeo-90K-T (centre frame), Vid4 or UDM10 (all frames); Y PSNR/SSIM.
+    A frame-interpolation network (VRT task 009) is scored on Vimeo-90K-T's im4 from the GT frames
+    im1, im3, im5, im7, on RGB."""
+    args = vimeo_parser().parse_args(argv)
     check_inputs(args, {}, {})
     from_options = option_file_data(args.opt)
     dataset = args.dataset or dataset_of_option_file(from_options) or "vimeo90k"
