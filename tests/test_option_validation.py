@@ -35,6 +35,7 @@ def start_without_data(tmp_path: Path, **changes) -> None:
     ("datasets.train.gt_size", "32", r"datasets.train.gt_size: expected an integer, got '32'"),
     ("datasets.train.batch_size_per_gpu", True, r"datasets.train.batch_size_per_gpu: expected an integer"),
     ("train.ema_decay", "0.9", r"train.ema_decay: expected a number"),
+    ("train.ema_decay", 1.5, r"train.ema_decay: must be in \[0, 1\)"),
     ("manual_seed", "ten", r"manual_seed: expected an integer"),
     ("datasets.train.dataroot_flow", "flows/", r"datasets.train.dataroot_flow: no vsrt dataset"),
     ("datasets.train.use_shuffle", False, r"datasets.train.use_shuffle: false is not supported"),

@@ -53,6 +53,9 @@ def check_values(opt: dict[str, Any], source: str = "<options>") -> None:
         value = (opt.get(section) or {}).get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise OptionError(f"{source}: {section}.{key}: expected a number, got {value!r}")
+    decay = (opt.get("train") or {}).get("ema_decay")
+    if decay is not None and not 0 <= decay < 1:
+        raise OptionError(f"{source}: train.ema_decay: must be in [0, 1) (0: no EMA copy), got {decay!r}")
     seed = opt.get("manual_seed")
     if seed is not None:
         as_integer(seed, f"{source}: manual_seed")
