@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,27 +29,47 @@ def run_train(args: list[str], env_extra: dict[str, str] | None = None, **kwargs
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+# Runs vsrt.train in a process that SIGKILLs itself halfway through writing 8.state: a real kill -9 at an
+# exact point (the network file of iteration 8 is complete, its state is half written), with no timing race.
+KILL_MIDWAY_THROUGH_STATE_8 = """
+import io, os, signal, sys
+import torch
+real_save = torch.save
+def save(obj, handle, *args, **kwargs):
+    if isinstance(obj, dict) and obj.get("iter") == 8 and "optimizers" in obj:
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, handle, *args, **kwargs)
+torch.save = save
+from vsrt import train
+train.main(sys.argv[1:])
+"""
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     opt_path = write_options(tmp_path / "tiny.yml", tiny_train_options(tmp_path))
     reference = train.main(["-opt", str(opt_path), "--force_yml", "name=reference"])
     expected = load_params(Path(reference) / "models" / "net_g_latest.pth")
 
-    proc = run_train(["-opt", str(opt_path), "--force_yml", "name=killed"], cwd=tmp_path)
-    states = tmp_path / "experiments" / "killed" / "training_states"
-    deadline = time.time() + 120
-    while not (states / "4.state").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    output = proc.communicate()[0]
-    latest = tmp_path / "experiments" / "killed" / "models" / "net_g_latest.pth"
-    assert not latest.exists(), "the run ended before it could be killed:\n" + output
-    assert (states / "4.state").exists(), output
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILL_MIDWAY_THROUGH_STATE_8, "-opt", str(opt_path),
+                             "--force_yml", "name=killed"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
+    root = tmp_path / "experiments" / "killed"
+    states, models = root / "training_states", root / "models"
+    assert sorted(p.name for p in states.glob("*.state")) == ["4.state"]
+    assert [p.name for p in states.glob(".8.state.*.tmp")], "the kill left no half-written state"
+    assert sorted(p.name for p in models.glob("*.pth")) == ["net_g_4.pth", "net_g_8.pth"]
 
     resumed = run_train(["-opt", str(opt_path), "--force_yml", "name=killed", "--auto_resume"], cwd=tmp_path)
     output = resumed.communicate()[0]
     assert resumed.returncode == 0, output
-    assert "Resumed from" in output
-    got = load_params(latest)
+    assert "Resumed from" in output and "4.state" in output
+    assert not list(root.rglob("*.tmp")), "the half-written state was not cleaned up"
+    got = load_params(models / "net_g_latest.pth")
     for key in ("params", "params_ema"):
         for name, value in expected[key].items():
             torch.testing.assert_close(got[key][name], value, rtol=0, atol=0, msg=f"{key}.{name}")
