@@ -320,3 +320,24 @@ def test_gradient_clipping_scales_the_whole_gradient_to_the_threshold(tiny_model
     assert norm.item() == pytest.approx(0.01, rel=1e-4), "the gradient reaching the optimizer is clipped"
     moved = torch.linalg.vector_norm(torch.cat([(params[k].detach() - before[k]).flatten() for k in captured]))
     assert moved.item() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_a_training_state_restores_the_loops_random_streams(tiny_model, tmp_path):
+    """Dropout, drop path and Gumbel noise draw from the global generators: a resumed run continues them."""
+    model = tiny_model()
+    for key in ("models", "training_states"):
+        Path(model.opt["path"][key]).mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(5)
+    random.seed(6)
+    np.random.seed(7)
+    model.save(epoch=0, current_iter=4, batch_in_epoch=4)
+    after_save = (torch.rand(4), random.random(), np.random.rand(3))
+    state = torch.load(Path(model.opt["path"]["training_states"]) / "4.state", weights_only=True)
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    tiny_model().resume_training(state)
+    after_resume = (torch.rand(4), random.random(), np.random.rand(3))
+    torch.testing.assert_close(after_resume[0], after_save[0], rtol=0, atol=0)
+    assert after_resume[1] == after_save[1]
+    np.testing.assert_array_equal(after_resume[2], after_save[2])
