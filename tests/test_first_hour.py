@@ -17,7 +17,7 @@ import yaml
 from helpers import REPO_ROOT, tiny_train_options, write_options
 from vsrt import train
 from vsrt.archs import build_network
-from vsrt.inference.arguments import HelpFormatter
+from vsrt.inference.arguments import HelpFormatter, dataset_of_option_file, option_file_data
 from vsrt.inference.cli import main_reds, reds_parser, run_script, vimeo_parser
 from vsrt.options import parse_args
 from vsrt.utils.cpu import cgroup_cpu_limit, default_num_threads
@@ -88,6 +88,18 @@ def test_every_benchmark_argument_has_help_showing_its_default(parser):
             # decided from other arguments (or by the network): the help says how
             assert "default" in action.help or parser._action_groups[2].title.startswith("tiling (default"), \
                 action.option_strings
+
+
+def test_an_option_files_own_test_set_is_the_benchmark_data():
+    bd_vimeo = option_file_data(str(REPO_ROOT / "options/test/VRT/test_VRT_videosr_VimeoBD_Vimeo90K.yml"))
+    assert dataset_of_option_file(bd_vimeo) == "vimeo90k"
+    assert bd_vimeo["lq_root"] == "datasets/vimeo90k/vimeo_septuplet_BDLRx4/sequences"  # BD, not the BI default
+    assert dataset_of_option_file(option_file_data(str(REPO_ROOT / "options/test/MIAVSR/test_MIAVSR_Vid4.yml"))) \
+        == "vid4"
+    savsr = option_file_data(str(REPO_ROOT / "options/test/SAVSR/test_SAVSR_UDM10_asBI.yml"))
+    assert dataset_of_option_file(savsr) == "udm10" and savsr["lq_root"] is None  # LQ made from the GT
+    # the demo's validation clips get their LQ on the fly: not benchmark data, the script's defaults apply
+    assert option_file_data(str(REPO_ROOT / "options/train/BasicVSR/train_BasicVSR_demo_cpu.yml")) == {}
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     iterations = args.iters or load_yaml(DEMO_OPTIONS)["train"]["total_iter"]
     print(f"vsrt demo: {iterations} iterations of a tiny BasicVSR on {threads} CPU thread(s) ({usable_cores()} "
           f"usable core(s), load average {busy_cores():.1f}); every 20 iterations the log's [eta: ...] says "
-          "how long training has left (3-5 minutes on an idle 2-core machine)", flush=True)
+          "how long training has left (about 3-4 minutes on an idle machine)", flush=True)
     start = time.perf_counter()
     scores = run_demo(Path(args.workdir).resolve() / "demo_output", args.iters)
     names = list(next(iter(scores.values())))
