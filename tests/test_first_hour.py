@@ -76,6 +76,15 @@ def test_usage_names_the_entry_point_and_test_help_has_only_test_options(monkeyp
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("usage: python -m vsrt test "), result.stdout
 
+    from vsrt.__main__ import main as dispatch
+
+    for command in ("zoo", "upscale", "demo"):
+        monkeypatch.setattr(sys, "argv", ["/somewhere/bin/vsrt"])  # the installed `vsrt` command
+        with pytest.raises(SystemExit):
+            dispatch([command, "--help"])
+        assert capsys.readouterr().out.startswith(f"usage: vsrt {command} ")
+        assert sys.argv[0] == "/somewhere/bin/vsrt"  # restored
+
 
 @pytest.mark.parametrize("parser", [reds_parser(), vimeo_parser()], ids=["reds", "vimeo90k"])
 def test_every_benchmark_argument_has_help_showing_its_default(parser):

@@ -295,7 +295,9 @@ def format_preset(preset: Preset) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vsrt zoo", description="Named model presets.")
+    from vsrt import program_name
+
+    parser = argparse.ArgumentParser(prog=program_name("zoo", "python -m vsrt.zoo"), description="Named model presets.")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="print every preset")
     show = sub.add_parser("show", help="print one preset")

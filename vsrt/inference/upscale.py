@@ -219,9 +219,11 @@ def _chunk_length(chunk: int | None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vsrt import program_name
     from vsrt.inference.cli import add_model_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m vsrt upscale", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=program_name("upscale", "python -m vsrt upscale"),
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="video file (.mp4 .mov .mkv .avi .webm ...) or folder of frames")
     parser.add_argument("-o", "--output", required=True,
