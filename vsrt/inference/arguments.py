@@ -20,6 +20,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or isinstance(action.default, bool):
             return action.help or ""
         return super()._get_help_string(action)
+
+
 def experiment_name(args: argparse.Namespace) -> str:
     """The zoo preset, or the ``name`` of the option file (its stem when it has none)."""
     if args.model is not None:

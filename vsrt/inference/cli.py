@@ -38,8 +38,6 @@ DATASET_DEFAULTS = {
 # LQ folders for networks trained on BD degradation (Gaussian blur, x4 subsampling), e.g. vrt_x4_vimeo_bd
 BD_LQ_ROOTS = {"vimeo90k": "datasets/vimeo90k/vimeo_septuplet_BDLRx4/sequences", "vid4": "datasets/Vid4/BDx4",
                "udm10": "datasets/UDM10/BDx4"}
-
-
 # VRT README commands per test set (``--tile T P P --tile_overlap To Po Po``); other sets get the
 # defaults of main_test_vrt.py. Zoo presets may override them per dataset.
 VRT_DEFAULT_TILES = {"temporal_chunk": 40, "temporal_overlap": 2, "tile": 128, "tile_overlap": 20}
