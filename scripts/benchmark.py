@@ -18,7 +18,9 @@ What is measured, exactly:
   ``--warmup`` untimed passes and ``--runs`` timed ones on the same clip (uint8, a smooth random image
   panned one pixel per frame, or ``--clip``), under ``torch.no_grad`` and, for bf16 / fp16,
   ``torch.autocast``;
-* s/frame: the median over all timed passes of all rounds, divided by the output frames;
+* s/frame: the median over all timed passes of all rounds, divided by the output frames; on a CPU also
+  the process CPU time per frame (all threads), which a machine shared with other jobs disturbs less
+  than the wall clock (with ``--threads 1`` it is the wall time an idle machine would give);
 * peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (weights and input included); on CPU the peak
   growth of the resident set size over the RSS just before the first pass, sampled every millisecond
   (weights and input excluded; ``profile_model.cpu_peak_memory``); the median over rounds;
@@ -199,13 +201,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     forward = _forward_fn(spec, net, runner, clip)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec["precision"])
     times: list[float] = []
+    cpu_times: list[float] = []  # process CPU time (all threads): less sensitive to a busy machine
     result: dict[str, Any] = {}
 
     def passes() -> None:
         for i in range(spec["warmup"] + spec["runs"]):
             if cuda:
                 torch.cuda.synchronize(device)
-            begin = time.perf_counter()
+            begin, cpu_begin = time.perf_counter(), time.process_time()
             autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
             with torch.no_grad(), autocast:
                 result["out"], result["kept"] = forward()
@@ -213,6 +216,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
                 torch.cuda.synchronize(device)
             if i >= spec["warmup"]:
                 times.append(time.perf_counter() - begin)
+                cpu_times.append(time.process_time() - cpu_begin)
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -224,6 +228,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     frames_out = out.shape[1] if out.dim() == 5 else 1
     return {key: spec[key] for key in ("row", "impl", "precision", "compile", "device", "frames", "size")} | {
         "frames_out": int(frames_out), "times": times, "s_per_frame": statistics.median(times) / frames_out,
+        "cpu_times": cpu_times, "cpu_s_per_frame": statistics.median(cpu_times) / frames_out,
         "peak_mib": peak_mib, "memory": memory_kind, "build_s": build_s, "kept": result["kept"],
         "finite": bool(torch.isfinite(out.float()).all()), "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name(device) if cuda else "cpu", "threads": torch.get_num_threads(),
@@ -330,8 +335,10 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> list[d
         if not ok:
             return None, (picked[0]["error"] if picked else None)
         times = [t / r["frames_out"] for r in ok for t in r["times"]]
+        cpu_times = [t / r["frames_out"] for r in ok for t in r["cpu_times"]]
         kept = [r["kept"] for r in ok if r.get("kept") is not None]
-        return {"s_per_frame": statistics.median(times), "peak_mib": statistics.median(r["peak_mib"] for r in ok),
+        return {"s_per_frame": statistics.median(times), "cpu_s_per_frame": statistics.median(cpu_times),
+                "peak_mib": statistics.median(r["peak_mib"] for r in ok),
                 "kept": statistics.median(kept) if kept else None, "runs": len(times)}, None
 
     summary = []
@@ -362,8 +369,18 @@ def markdown(summary: list[dict[str, Any]], results: list[dict[str, Any]], args:
     def mib(entry: dict[str, Any] | None) -> str:
         return "-" if entry is None else f"{entry['peak_mib']:.0f}"
 
+    def cpu_time(official: dict[str, Any] | None, vsrt: dict[str, Any] | None) -> str:
+        if vsrt is None:
+            return "-"
+        if official is None:
+            return f"- / {vsrt['cpu_s_per_frame']:.3f}"
+        return (f"{official['cpu_s_per_frame']:.3f} / {vsrt['cpu_s_per_frame']:.3f} "
+                f"({official['cpu_s_per_frame'] / vsrt['cpu_s_per_frame']:.2f}x)")
+
+    cpu = not args.device.startswith("cuda")  # process CPU time: a fairer clock on a shared CPU
     lines = ["| model | precision | compile | official s/frame | vsrt s/frame | vsrt vs official "
-             "| peak MiB official / vsrt | MIA kept ratio |", "|---|---|---|---|---|---|---|---|"]
+             "| peak MiB official / vsrt | MIA kept ratio |" + (" CPU time s/frame official / vsrt |" if cpu else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if cpu else "")]
     for s in summary:
         official, vsrt = s["official"], s["vsrt"]
         ratio = f"{official['s_per_frame'] / vsrt['s_per_frame']:.2f}x" if official and vsrt else "-"
@@ -371,7 +388,7 @@ def markdown(summary: list[dict[str, Any]], results: list[dict[str, Any]], args:
         lines.append(f"| {s['label']} | {s['precision']} | {'yes' if s['compile'] else 'no'} "
                      f"| {seconds(official, s['errors'].get('official'))} "
                      f"| {seconds(vsrt, s['errors'].get('vsrt'))} | {ratio} | {mib(official)} / {mib(vsrt)} "
-                     f"| {kept} |")
+                     f"| {kept} |" + (f" {cpu_time(official, vsrt)} |" if cpu else ""))
     ok = [r for r in results if "error" not in r]
     device = ok[0]["device_name"] if ok else args.device
     versions = f"torch {ok[0]['torch']}, {ok[0]['threads']} threads" if ok else ""
