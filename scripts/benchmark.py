@@ -468,6 +468,9 @@ def main(argv: list[str] | None = None) -> str:
                       "compile": spec["compile"], "official": spec["official"] if spec["impl"] == "official"
                       else None, "round": spec["round"]} | run_child(spec, args.in_process, args.timeout)
             results.append(result)
+            if args.jsonl:  # as it comes, so an interrupted run keeps what it measured
+                with open(args.jsonl, "a") as handle:
+                    handle.write(json.dumps(result) + "\n")
             shown = result.get("error") or f"{result['s_per_frame']:.3f} s/frame, {result['peak_mib']:.0f} MiB"
             print(f"[{time.perf_counter() - start:6.1f} s] {spec['row']} {spec['impl']} {spec['precision']}"
                   f"{' compiled' if spec['compile'] else ''}: {shown}", file=sys.stderr, flush=True)
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> str:
     print(table)
     if args.jsonl:
         with open(args.jsonl, "a") as handle:
-            for line in [*results, *summary]:
+            for line in summary:
                 handle.write(json.dumps(line) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
