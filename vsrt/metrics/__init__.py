@@ -3,6 +3,10 @@
     val:
       metrics:
         psnr: {type: calculate_psnr, crop_border: 0, test_y_channel: false}
+        tof: {type: calculate_tof, better: lower}   # clip-level: scores all frames of a clip at once
+
+Frame metrics take ``{'img': output, 'img2': reference}``; clip metrics (:func:`is_clip_metric`,
+``vsrt.metrics.temporal``) take ``{'imgs': output frames, 'imgs2': reference frames}``.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ from vsrt.metrics.psnr_ssim import (
     calculate_ssim,
     calculate_ssim_pt,
 )
+from vsrt.metrics.temporal import calculate_tof, calculate_warping_error, is_clip_metric
 from vsrt.registry import METRIC_REGISTRY
 
 __all__ = [
     "METRIC_REGISTRY", "calculate_metric", "calculate_psnr", "calculate_psnr_pt",
-    "calculate_ssim", "calculate_ssim_pt", "reorder_image", "to_y_channel",
+    "calculate_ssim", "calculate_ssim_pt", "calculate_tof", "calculate_warping_error", "is_clip_metric",
+    "reorder_image", "to_y_channel",
 ]
 
 
 def calculate_metric(data: dict[str, Any], opt: dict[str, Any]) -> Any:
-    """Score ``data`` (``{'img': output, 'img2': reference}``) with the metric ``opt`` names.
+    """Score ``data`` (``{'img': output, 'img2': reference}``, or ``{'imgs': ..., 'imgs2': ...}`` for a
+    clip metric) with the metric ``opt`` names.
 
     ``opt['type']`` picks the registered metric; every other key of ``opt``
     is passed as a keyword (metrics ignore keys they do not use, e.g. ``better``).
