@@ -86,8 +86,11 @@ class TokenKeepPredictor(nn.Module):
         self.rnn = nn.Linear(dim, 1)
 
     def forward(self, change: torch.Tensor) -> torch.Tensor:
-        """``(..., dim)`` absolute token change -> ``(..., 1)`` keep mask in {0, 1}."""
-        return gumbel_sigmoid_keep(self.rnn(change), self.training)
+        """``(..., dim)`` absolute token change -> ``(..., 1)`` keep mask in {0, 1} (``change``'s dtype)."""
+        # fp32 even under autocast: a bf16/fp16 logit near 0 would flip the keep decision
+        with torch.autocast(change.device.type, enabled=False):
+            logit = self.rnn(change.to(self.rnn.weight.dtype))
+            return gumbel_sigmoid_keep(logit, self.training).to(change.dtype)
 
 
 class StepMemory:

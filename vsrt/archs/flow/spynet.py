@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,25 @@ class SpyNetLevel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.basic_module(x)
+
+
+def _full_precision(method: Callable) -> Callable:
+    """Run a SpyNet entry point in float32 even under autocast (bf16/fp16 inputs are upcast).
+
+    Flows are pixel offsets that warping turns into sampling positions: bf16 keeps 8 significant
+    bits, so a 20-pixel flow would be off by up to 0.06 px, and the pyramid adds such errors over
+    its levels. SpyNet is a small part of every network's work.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: nn.Module, ref: torch.Tensor, supp: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        def upcast(x: torch.Tensor) -> torch.Tensor:
+            return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+        with torch.autocast(ref.device.type, enabled=False):
+            return method(self, upcast(ref), upcast(supp), *args, **kwargs)
+
+    return wrapper
 
 
 class SpyNet(nn.Module):
@@ -95,6 +116,7 @@ class SpyNet(nn.Module):
         *_, flow = self._level_flows(ref, supp)
         return flow
 
+    @_full_precision
     def forward(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
         if ref.shape != supp.shape:
             raise ValueError(f"SpyNet: ref {tuple(ref.shape)} and supp {tuple(supp.shape)} differ")
@@ -109,6 +131,7 @@ class SpyNet(nn.Module):
         scale = torch.tensor([w / w32, h / h32], dtype=flow.dtype, device=flow.device)
         return flow * scale.view(1, 2, 1, 1)
 
+    @_full_precision
     def forward_pyramid(self, ref: torch.Tensor, supp: torch.Tensor,
                         scales: Sequence[int] = (1, 2, 4, 8)) -> list[torch.Tensor]:
         """Flows at several resolutions from one pass (VRT's ``return_levels``).

@@ -14,17 +14,23 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor, interp_mode: str = "bilinear"
         x: ``(n, c, h, w)``.
         flow: ``(n, h, w, 2)`` in pixels; channel 0 is dx, channel 1 is dy.
     Returns:
-        ``(n, c, h, w)``.
+        ``(n, c, h, w)``; float32 for bf16 / fp16 ``x`` (as autocast's ``grid_sample``).
+
+    Positions are computed in float32 (float64 for float64 ``x``) whatever ``x``'s dtype: under
+    autocast features are bf16, which holds integers exactly only up to 256 (REDS LR frames are
+    320 pixels wide).
     """
     if x.shape[-2:] != flow.shape[1:3]:
         raise ValueError(f"flow_warp: x is {tuple(x.shape)} but flow is {tuple(flow.shape)}; "
                          "expected flow (n, h, w, 2) with the spatial size of x")
     _, _, h, w = x.shape
+    work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     grid_y, grid_x = torch.meshgrid(
-        torch.arange(h, dtype=x.dtype, device=x.device),
-        torch.arange(w, dtype=x.dtype, device=x.device), indexing="ij")
+        torch.arange(h, dtype=work_dtype, device=x.device),
+        torch.arange(w, dtype=work_dtype, device=x.device), indexing="ij")
     grid = torch.stack((grid_x, grid_y), dim=2)  # (h, w, 2), (x, y) order
-    position = grid + flow
+    position = grid + flow.to(work_dtype)
+    x = x.to(work_dtype)
     # normalise pixel positions to [-1, 1]; the max() keeps 1-pixel axes finite
     norm_x = 2.0 * position[..., 0] / max(w - 1, 1) - 1.0
     norm_y = 2.0 * position[..., 1] / max(h - 1, 1) - 1.0
