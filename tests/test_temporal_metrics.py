@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from vsrt.metrics import METRIC_REGISTRY, calculate_metric, calculate_tof, calculate_warping_error, is_clip_metric
+from vsrt.metrics import (
+    METRIC_REGISTRY,
+    calculate_metric,
+    calculate_tof,
+    calculate_warping_error,
+    is_clip_metric,
+    metric_better,
+)
 
 H, W, FRAMES, MARGIN = 48, 64, 5, 16
 
@@ -42,6 +49,10 @@ def test_registered_as_clip_metrics() -> None:
     for name in ("calculate_tof", "calculate_warping_error"):
         assert name in METRIC_REGISTRY.keys() and is_clip_metric(name)
     assert not is_clip_metric("calculate_psnr")
+    # validation keeps the best value of each metric: the lowest for these unless the block says otherwise
+    assert metric_better({"type": "calculate_warping_error"}) == "lower"
+    assert metric_better({"type": "calculate_psnr"}) == "higher"
+    assert metric_better({"type": "calculate_ssim", "better": "lower"}) == "lower"
     clip = _clip(1)
     assert calculate_metric({"imgs": clip, "imgs2": _clip(0)}, {"type": "calculate_tof", "better": "lower"}) \
         == calculate_tof(clip, _clip(0))

@@ -27,8 +27,14 @@ from vsrt.registry import METRIC_REGISTRY
 __all__ = [
     "METRIC_REGISTRY", "calculate_metric", "calculate_psnr", "calculate_psnr_pt",
     "calculate_ssim", "calculate_ssim_pt", "calculate_tof", "calculate_warping_error", "is_clip_metric",
-    "reorder_image", "to_y_channel",
+    "metric_better", "reorder_image", "to_y_channel",
 ]
+
+
+def metric_better(opt: dict[str, Any]) -> str:
+    """``'higher'`` or ``'lower'``: the block's ``better`` key, else lower for the temporal metrics, higher
+    for the others (PSNR, SSIM)."""
+    return opt.get("better") or ("lower" if is_clip_metric(opt.get("type", "")) else "higher")
 
 
 def calculate_metric(data: dict[str, Any], opt: dict[str, Any]) -> Any:

@@ -25,7 +25,7 @@ from vsrt.archs.spec import describe_network
 from vsrt.archs.tiling import TileConfig, tiled_inference
 from vsrt.losses import build_loss
 from vsrt.losses.sparsity_loss import build_sparsity_loss, kept_token_ratio
-from vsrt.metrics import calculate_metric
+from vsrt.metrics import calculate_metric, is_clip_metric, metric_better
 from vsrt.models.base_model import BaseModel
 from vsrt.registry import MODEL_REGISTRY
 from vsrt.utils import imwrite, tensor2img
@@ -266,6 +266,13 @@ class VideoRecurrentModel(BaseModel):
             output = output[output.shape[0] // 2].unsqueeze(0)
             gt = gt.unsqueeze(0) if gt is not None and gt.dim() == 3 else gt
         sums = torch.zeros(max(len(metric_opts), 1), dtype=torch.float64)
+        clip_level = [is_clip_metric((metric_opt or {}).get("type", "")) for metric_opt in metric_opts.values()]
+        if any(clip_level) and output.shape[0] < 2:
+            names = [name for name, is_clip in zip(metric_opts, clip_level) if is_clip]
+            raise ValueError(f"val.metrics {names}: temporal metrics score consecutive frames, but clip {clip} of "
+                             f"{dataset_name} is scored on {output.shape[0]} frame (center_frame_only or a "
+                             "Vimeo-90K-T septuplet); use them on sets scored on whole clips")
+        results, gt_imgs = [], []  # uint8 frames, kept for the clip-level metrics
         for frame_idx in range(output.shape[0]):
             result = tensor2img(output[frame_idx])
             if save_img:
@@ -276,8 +283,16 @@ class VideoRecurrentModel(BaseModel):
             if gt is not None:
                 gt_img = tensor2img(gt[frame_idx])
                 for j, metric_opt in enumerate(metric_opts.values()):
-                    sums[j] += calculate_metric({"img": result, "img2": gt_img}, metric_opt)
-        return sums / output.shape[0]
+                    if not clip_level[j]:
+                        sums[j] += calculate_metric({"img": result, "img2": gt_img}, metric_opt)
+                if any(clip_level):
+                    results.append(result)
+                    gt_imgs.append(gt_img)
+        scores = sums / output.shape[0]
+        for j, metric_opt in enumerate(metric_opts.values()):
+            if clip_level[j] and gt is not None:  # the clip's value, not a mean over frames
+                scores[j] = calculate_metric({"imgs": results, "imgs2": gt_imgs}, metric_opt)
+        return scores
 
     def _log_validation(self, dataset_name: str, current_iter: int, averages: dict[str, float],
                         scores: torch.Tensor, clip_names: list[str], metric_names: list[str],
@@ -287,7 +302,7 @@ class VideoRecurrentModel(BaseModel):
         best = self.best_metric_results.setdefault(dataset_name, {})
         lines = [f"Validation {dataset_name}"]
         for j, metric in enumerate(metric_names):
-            better = (self.opt["val"]["metrics"][metric] or {}).get("better", "higher")
+            better = metric_better(self.opt["val"]["metrics"][metric] or {})
             value = averages[metric]
             record = best.get(metric)
             if record is None or (value > record[0] if better == "higher" else value < record[0]):
