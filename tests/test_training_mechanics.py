@@ -134,20 +134,23 @@ def test_training_loader_seeds_each_sample_and_spares_the_global_stream(tmp_path
     monkeypatch.setattr(vsrt.data, "build_dataset", lambda dataset_opt: RecordingDataset())
     loader, sampler, iters_per_epoch = train.build_train_loader(opt, seed=10)
     assert iters_per_epoch == 5  # 5 samples x 2 / batch 2, drop_last
-    torch.manual_seed(1234)
-    before = torch.rand(3)
-    torch.manual_seed(1234)
+    seed_generators(1234)
+    following = (torch.rand(3), random.random(), np.random.rand())  # what the three streams give next
+    seed_generators(1234)
+    epochs = {}
     for epoch in (0, 1):
         sampler.set_epoch(epoch)
-        batches = list(loader)
+        epochs[epoch] = list(loader)
+    # loading samples leaves the training loop's own streams where they were
+    torch.testing.assert_close(torch.rand(3), following[0], rtol=0, atol=0)
+    assert (random.random(), np.random.rand()) == following[1:]
+    for epoch, batches in epochs.items():
         indices = torch.cat([b["index"] for b in batches]).tolist()
         assert Counter(indices) == epoch_multiset(5, 2, 1)
         draws = torch.cat([b["draws"] for b in batches])
         for position in range(len(indices)):
             expected = expected_draws(documented_seed(10, epoch, 0, position))
             assert draws[position].tolist() == pytest.approx(expected, rel=1e-7), (epoch, position)
-    torch.manual_seed(1234)  # expected_draws reseeded it above; the loader itself must not draw from it
-    torch.testing.assert_close(torch.rand(3), before)
     opt["datasets"]["train"]["dataset_enlarge_ratio"] = 1  # 5 samples: two full batches, the odd one dropped
     loader, _, iters_per_epoch = train.build_train_loader(opt, seed=10)
     assert iters_per_epoch == len(list(loader)) == 2
