@@ -108,3 +108,22 @@ def test_tf32_and_cudnn_benchmark_are_set_for_cuda_only():
         assert matmul.fp32_precision == "ieee" and not torch.backends.cudnn.benchmark
     finally:
         matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.benchmark = before
+
+
+def test_mia_training_step_reads_nothing_on_the_host_on_the_sync_free_path(tmp_path):
+    """MIA-VSR with token masks: the sparsity loss and kept_ratio stay on the device too."""
+    from vsrt.archs.layers.execution import force_sync_free
+    from vsrt.options import load_yaml
+
+    opt = load_yaml("options/train/MIAVSR/train_MIAVSR_tiny_cpu.yml")
+    opt["train"]["optim_g"] = {"type": "SGD", "lr": 1e-3}
+    opt["path"] = {"experiments_root": str(tmp_path / "experiments")}
+    opt, _ = load_options(write_options(tmp_path / "mia.yml", opt), is_train=True, root=tmp_path)
+    model = build_model(opt)
+    model.train_log = TrainLog(check_every_step=False)
+    batch = {"lq": torch.rand(1, 4, 3, 16, 16), "gt": torch.rand(1, 4, 3, 64, 64)}
+    with force_sync_free(), HostReads() as reads:  # the CUDA path: no mirror check, dense masks
+        model.train_step([batch], current_iter=1)
+    assert reads.seen == []
+    log = model.get_current_log()
+    assert {"l_pix", "l_spa", "kept_ratio"} <= set(log) and 0 <= log["kept_ratio"] <= 1
