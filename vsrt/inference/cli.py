@@ -91,6 +91,9 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-images", action="store_true",
                         help="also write the scored output frames (PNG) under <results folder>/images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--temporal-metrics", action="store_true",
+                        help="also score each clip's temporal consistency: tOF and the warping error "
+                        "(docs/metrics.md; protocols that score whole clips only)")
 
 
 def _pair(values: Sequence[int] | None) -> Any:
@@ -135,6 +138,12 @@ def build_runner(args: argparse.Namespace, dataset: str) -> tuple[Any, Any]:
     return loaded, runner
 
 
+def check_temporal_metrics(args: argparse.Namespace, protocol: Protocol) -> None:
+    if getattr(args, "temporal_metrics", False) and protocol.centre_frame_only:
+        raise SystemExit(f"error: --temporal-metrics needs whole clips, but {protocol.dataset} is scored on the "
+                         "centre frame only")
+
+
 def published_scores(loaded: Any, dataset: str, scale: Any) -> list[dict[str, Any]]:
     if loaded.preset is None:
         return []
@@ -162,12 +171,16 @@ def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
     from vsrt.inference.evaluate import evaluate, format_table, write_reports
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if isinstance(protocol, Protocol):
+        check_temporal_metrics(args, protocol)  # before the network is loaded
     loaded, runner = build_runner(args, dataset)
     if not isinstance(protocol, Protocol):
         protocol = protocol(runner)
+        check_temporal_metrics(args, protocol)
     clips, lq_from_gt = clips_for(runner, loaded)
     save_dir = out_dir / "images" if args.save_images else None
-    scores = evaluate(runner, clips, protocol, lq_from_gt, save_dir, progress=not args.quiet)
+    scores = evaluate(runner, clips, protocol, lq_from_gt, save_dir, progress=not args.quiet,
+                      temporal=args.temporal_metrics)
     print(f"{loaded.label} on {label} ({protocol.channel}, crop_border {protocol.crop_border}"
           f"{', centre frame only' if protocol.centre_frame_only else ''}):")
     print(format_table(scores, protocol))
@@ -184,7 +197,9 @@ def run_benchmark(args: argparse.Namespace, dataset: str, clips_for: Any,
             "images": str(save_dir) if save_dir is not None else None,
             "protocol": {"channel": protocol.channel, "crop_border": protocol.crop_border,
                          "centre_frame_only": protocol.centre_frame_only, "image": "tensor2img uint8",
-                         "averaging": "mean over frames per clip, then mean over clips"},
+                         "averaging": "mean over frames per clip, then mean over clips",
+                         "temporal": "tof: TecoGAN tOF (Farneback), warping_error: masked MSE on [0, 1], flow on "
+                         "the GT; one value per clip" if args.temporal_metrics else None},
             "settings": {"device": str(runner.device), "precision": args.precision,
                          "scale": "target / LQ size per clip" if per_clip_scale else runner.scale,
                          "target_size": list(runner.target_size) if runner.target_size else None,
