@@ -7,6 +7,7 @@ real inductor compile of a small block when ``VSRT_TEST_INDUCTOR=1``.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -87,6 +88,9 @@ def test_compile_keeps_state_dict_keys_and_is_idempotent():
     assert list(net.state_dict()) == keys
     block, method = compile_targets(net)[0]
     assert getattr(block, method).__func__ is not getattr(type(block), method)
+    copied_block, _ = compile_targets(copy.deepcopy(net))[0]  # e.g. an EMA copy made after compiling
+    bound = getattr(copied_block, method)
+    assert bound.__self__ is copied_block and bound.__func__ is getattr(block, method).__func__
 
 
 @pytest.mark.parametrize(("value", "expected"), [

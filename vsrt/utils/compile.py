@@ -26,9 +26,10 @@ from __future__ import annotations
 import difflib
 import types
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # light module: option validation imports it before torch
+    from torch import nn
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # every block instance shares one compiled code object; its variants (shifted or not,
@@ -89,7 +90,7 @@ def compile_targets(net: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 def _check_backend(backend: str) -> None:
-    import torch._dynamo
+    import torch._dynamo  # heavy: imported only when compiling
 
     known = torch._dynamo.list_backends(exclude_tags=())
     if backend not in known:
@@ -103,14 +104,16 @@ def compile_network(net: nn.Module, settings: CompileSettings) -> int:
     """Compile the blocks of ``net`` in place; returns how many methods were compiled.
 
     State-dict keys do not change (the compiled methods are instance attributes), so
-    checkpoints load and save as before. Call it last: a ``copy.deepcopy`` of a compiled
-    network runs its copied blocks uncompiled (still correct, just eager). A network
-    without ``compile_blocks`` is left as it is (0 is returned).
+    checkpoints load and save as before; a ``copy.deepcopy`` of the network keeps them
+    compiled, bound to the copied blocks. A network without ``compile_blocks`` is left as
+    it is (0 is returned).
     """
     _check_backend(settings.backend)
-    import torch._dynamo  # heavy: imported only when compiling
+    import torch._dynamo
 
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    config = torch._dynamo.config
+    limit_name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    setattr(config, limit_name, max(getattr(config, limit_name), RECOMPILE_LIMIT))
     if hasattr(net, "mask_execution"):  # MIA-VSR: the gathered path has data-dependent shapes
         net.mask_execution = SYNC_FREE_MASK_MODE
     compiled: dict[tuple[type, str], Any] = {}
