@@ -12,9 +12,9 @@ runs per ``--precision`` and, with ``--compile``, both eager and compiled.
 
 What is measured, exactly:
 
-* every measurement is a fresh subprocess (``--child``), so runs do not share caches, allocator pools or
-  imports: it builds the network, loads the row's weights with ``strict=True`` (the first process of a
-  row writes its seeded random initialisation, so official and vsrt see the same weights), runs
+* every measurement is a fresh subprocess (``scripts/benchmark_run.py``), so runs do not share caches,
+  allocator pools or imports: it builds the network, loads the row's weights with ``strict=True`` (the
+  first process of a row writes its seeded random initialisation, so official and vsrt see the same weights), runs
   ``--warmup`` untimed passes and ``--runs`` timed ones on the same clip (uint8, a smooth random image
   panned one pixel per frame, or ``--clip``), under ``torch.no_grad`` and, for bf16 / fp16,
   ``torch.autocast``;
@@ -23,7 +23,9 @@ What is measured, exactly:
   than the wall clock (with ``--threads 1`` it is the wall time an idle machine would give);
 * peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (weights and input included); on CPU the peak
   growth of the resident set size over the RSS just before the first pass, sampled every millisecond
-  (weights and input excluded; ``profile_model.cpu_peak_memory``); the median over rounds;
+  (weights and input excluded; ``profile_model.cpu_peak_memory``), or with ``--live-tensors`` the peak
+  bytes of live tensors made during the passes (exact and repeatable, but it slows every operation);
+  the median over rounds;
 * ``--official-ref DIR`` (the official checkouts, laid out as ``official.py`` of the shared perf tools
   says) adds the official code on the same weights and clip. Official and vsrt runs are interleaved:
   each of the ``--repeat`` rounds runs every row's official process, then its vsrt process.
@@ -37,9 +39,6 @@ Output: a markdown table on stdout, one JSON line per process in ``--jsonl`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
-import inspect
 import json
 import os
 import statistics
@@ -47,14 +46,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 from typing import Any, NamedTuple
 
 SCRIPTS = Path(__file__).resolve().parent
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+from benchmark_run import load_official_helper, measure  # noqa: E402 - the measurement of one process
+
 REPO_ROOT = SCRIPTS.parent
 PRECISIONS = ("fp32", "bf16", "fp16")
-VRT_TILES = {"tile": [40, 128, 128], "tile_overlap": [2, 20, 20]}  # official REDS test tiles
 TINY_BASICVSR = {"num_feat": 8, "num_block": 1}
 
 
@@ -101,166 +102,6 @@ def row_network(row: Row, tiny: bool) -> dict[str, Any]:
     return network_g
 
 
-# ---------------------------------------------------------------- one measurement (child process)
-
-def _official_network(spec: dict[str, Any]) -> Any:
-    """Build the official model through the official.py helper (BasicVSR: BasicSR directly)."""
-    helper = load_official_helper(spec["official_ref"], spec["official_helper"])
-    kwargs = {k: v for k, v in spec["network_g"].items() if k != "type"}
-    if spec["official"] in ("basicvsr", "psrt_recurrent", "mia_vsr", "iia_vsr"):
-        kwargs["spynet_path"] = None
-    if spec["official"] == "basicvsr" and not hasattr(helper, "basicvsr"):
-        basicsr_root = os.path.join(spec["official_ref"], "BasicSR")
-        if not os.path.isdir(os.path.join(basicsr_root, "basicsr")):
-            raise SystemExit(f"--official-ref: no BasicSR checkout at {basicsr_root}")
-        if hasattr(helper, "_stub_modules"):
-            helper._stub_modules()  # torch._six / distutils stand-ins, as for the other official repos
-        sys.path.insert(0, basicsr_root)
-        from basicsr.archs.basicvsr_arch import BasicVSR
-        return BasicVSR(**kwargs)
-    return getattr(helper, spec["official"])(**kwargs)
-
-
-def _vsrt_network(spec: dict[str, Any]) -> Any:
-    from vsrt.archs import build_network
-    from vsrt.registry import ARCH_REGISTRY
-
-    network_g = dict(spec["network_g"])
-    mode = spec["mask_execution"]
-    if mode and "mask_execution" in inspect.signature(ARCH_REGISTRY.get(network_g["type"])).parameters:
-        network_g["mask_execution"] = mode
-    net = build_network(network_g)
-    if mode and "mask_execution" not in network_g:  # before the mask_execution option existed
-        net.skip_masked_tokens = mode == "gather"
-    return net
-
-
-def _compile(net: Any) -> Any:
-    """``vsrt.utils.compile`` (the architecture's blocks, in place; it selects MIA-VSR's sync-free mask
-    mode) where it exists, else ``torch.compile`` of the whole network."""
-    import torch
-
-    try:
-        from vsrt.utils.compile import CompileSettings, compile_network
-    except ImportError:
-        return torch.compile(net)
-    compile_network(net, CompileSettings())
-    return net
-
-
-def _forward_fn(spec: dict[str, Any], net: Any, runner: Any, clip: Any) -> Any:
-    """A zero-argument pass: the output video and, for MIA-VSR in vsrt, the kept-token ratio."""
-    official = spec["impl"] == "official"
-    if spec["protocol"] == "vrt":
-        window = spec["network_g"].get("window_size", [6, 8, 8])
-        args = types.SimpleNamespace(**VRT_TILES, scale=spec["network_g"].get("upscale", 4),
-                                     window_size=window, nonblind_denoising=False)
-        if official:
-            test_video = load_official_helper(spec["official_ref"], spec["official_helper"]).vrt_test_video()
-        else:
-            from vsrt.archs.vrt.inference import test_video
-        return lambda: (test_video(clip, runner, args), None)
-    if spec["protocol"] == "savsr":
-        if official:
-            net.set_scale((4, 4))
-            return lambda: (runner(clip), None)
-        return lambda: (runner(clip, scale=(4, 4)), None)
-    if not official and getattr(net, "use_mask", False):
-        def with_masks() -> tuple[Any, float | None]:
-            out, masks = runner(clip, return_masks=True)
-            kept = [float(m) for branch in masks for step in branch if step for m in step if m is not None]
-            return out, (sum(kept) / len(kept) if kept else None)
-        return with_masks
-    return lambda: (runner(clip), None)
-
-
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """One process's measurement of one row, implementation, precision and compile setting."""
-    import torch
-
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    from profile_model import cpu_peak_memory
-
-    if spec["threads"]:
-        torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
-    cuda = device.type == "cuda"
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    net = _official_network(spec) if spec["impl"] == "official" else _vsrt_network(spec)
-    if os.path.exists(spec["weights"]):
-        net.load_state_dict(torch.load(spec["weights"], map_location="cpu", weights_only=True), strict=True)
-    else:
-        torch.save(net.state_dict(), spec["weights"])
-    net = net.eval().to(device)
-    runner = _compile(net) if spec["compile"] else net
-    build_s = time.perf_counter() - start
-    clip = torch.load(spec["clip"], weights_only=True)[:, :spec["frames"], :, :spec["size"][0], :spec["size"][1]]
-    clip = clip.to(device).float().div(255)
-    forward = _forward_fn(spec, net, runner, clip)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec["precision"])
-    times: list[float] = []
-    cpu_times: list[float] = []  # process CPU time (all threads): less sensitive to a busy machine
-    result: dict[str, Any] = {}
-
-    def passes() -> None:
-        for i in range(spec["warmup"] + spec["runs"]):
-            if cuda:
-                torch.cuda.synchronize(device)
-            begin, cpu_begin = time.perf_counter(), time.process_time()
-            autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-            with torch.no_grad(), autocast:
-                result["out"], result["kept"] = forward()
-            if cuda:
-                torch.cuda.synchronize(device)
-            if i >= spec["warmup"]:
-                times.append(time.perf_counter() - begin)
-                cpu_times.append(time.process_time() - cpu_begin)
-
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-        passes()
-        peak_mib, memory_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
-    else:
-        peak_mib, memory_kind = cpu_peak_memory(passes)
-    out = result["out"]
-    frames_out = out.shape[1] if out.dim() == 5 else 1
-    return {key: spec[key] for key in ("row", "impl", "precision", "compile", "device", "frames", "size")} | {
-        "frames_out": int(frames_out), "times": times, "s_per_frame": statistics.median(times) / frames_out,
-        "cpu_times": cpu_times, "cpu_s_per_frame": statistics.median(cpu_times) / frames_out,
-        "peak_mib": peak_mib, "memory": memory_kind, "build_s": build_s, "kept": result["kept"],
-        "finite": bool(torch.isfinite(out.float()).all()), "torch": torch.__version__,
-        "device_name": torch.cuda.get_device_name(device) if cuda else "cpu", "threads": torch.get_num_threads(),
-        "pid": os.getpid(), "mask_execution": _mask_mode(net)}
-
-
-def _mask_mode(net: Any) -> str | None:
-    """MIA-VSR's mask mode as run (compiling may change it), None for other networks."""
-    if hasattr(net, "mask_execution"):
-        return net.mask_execution
-    return None if not hasattr(net, "skip_masked_tokens") else "gather" if net.skip_masked_tokens else "dense"
-
-
-def load_official_helper(ref_root: str, helper_path: str | None) -> types.ModuleType:
-    """Import the shared perf tools' ``official.py`` (builders of the official models)."""
-    candidates = [Path(helper_path)] if helper_path else [Path(ref_root) / "official.py",
-                                                           Path(ref_root).parent / "official.py"]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise SystemExit("--official-ref: cannot find the helper official.py (looked at "
-                         f"{', '.join(map(str, candidates))}); pass --official-helper PATH "
-                         "(the shared perf tools' official.py)")
-    if "official" in sys.modules:
-        return sys.modules["official"]
-    os.environ["REF_ROOT"] = str(Path(ref_root).resolve())
-    module_spec = importlib.util.spec_from_file_location("official", path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules["official"] = module
-    module_spec.loader.exec_module(module)
-    return module
-
-
 # ---------------------------------------------------------------- the table (parent process)
 
 def make_clip(frames: int, size: tuple[int, int], seed: int = 0) -> Any:
@@ -286,7 +127,7 @@ def run_child(spec: dict[str, Any], in_process: bool, timeout: float) -> dict[st
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), str(SCRIPTS),
                                                                        os.environ.get("PYTHONPATH")]))}
     try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+        proc = subprocess.run([sys.executable, str(SCRIPTS / "benchmark_run.py"), json.dumps(spec)],
                               capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
@@ -313,7 +154,8 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                       "weights": str(work / f"{row.weights_group}{'_tiny' if args.tiny else ''}.pt"),
                       "clip": str(work / "clip.pt"), "frames": frames[row.protocol], "size": list(args.size),
                       "device": args.device, "threads": args.threads, "warmup": args.warmup, "runs": args.runs,
-                      "official_ref": args.official_ref, "official_helper": args.official_helper}
+                      "official_ref": args.official_ref, "official_helper": args.official_helper,
+                      "live_tensors": args.live_tensors}
             for precision in args.precision:
                 if args.official_ref and row.official and (row.official, precision) not in official_done:
                     official_done.add((row.official, precision))
@@ -425,6 +267,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jsonl", help="append one JSON line per process and per table row here")
     parser.add_argument("--markdown", help="write the table here too")
     parser.add_argument("--tiny", action="store_true", help="the architectures' tiny test configurations")
+    parser.add_argument("--live-tensors", action="store_true",
+                        help="CPU memory as the peak bytes of live tensors (exact, but slows every operation)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per process")
     parser.add_argument("--in-process", action="store_true",
                         help="measure in this process (tests; memory then includes earlier runs)")
@@ -487,8 +331,8 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        sys.path[:0] = [str(REPO_ROOT), str(SCRIPTS)]
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":  # one measurement (scripts/benchmark_run.py)
+        sys.path.insert(0, str(REPO_ROOT))
         print(json.dumps(measure(json.loads(sys.argv[2]))))
     else:
         sys.path.insert(0, str(REPO_ROOT))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers import REPO_ROOT, load_script
 
@@ -78,3 +79,17 @@ def test_official_side_by_side_in_separate_processes(tmp_path):
 def test_missing_official_helper_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="official.py"):
         load_script(SCRIPT).main([*TINY, "--official-ref", str(tmp_path)])
+
+
+def test_live_tensor_bytes_counts_what_is_alive_at_once():
+    recorder = load_script(REPO_ROOT / "scripts" / "benchmark_run.py").LiveTensorBytes()
+    weights = torch.ones(1000)  # made before: not counted
+    with recorder:
+        a = weights * 2  # 4000 bytes
+        b = a + 1  # 8000 alive
+        view = b[:10]  # a view: no new storage
+        del a
+        c = b * 3  # 8000 alive again (a is gone)
+        del b, c
+        d = view + 0  # 40 bytes: b's storage lives on through the view
+    assert recorder.peak == 8000 and recorder.live == 4000 + 40 and d.numel() == 10
