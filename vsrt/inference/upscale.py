@@ -116,6 +116,7 @@ def upscale(args: argparse.Namespace) -> Any:
     :class:`~vsrt.inference.streaming.UpscaleStats`."""
     output, input_path = Path(args.output), Path(args.input)
     writes_video = check_output(args.output, input_path, args.force)  # before any work
+    _check_report_path(args.report, output)
     frame_range = FrameRange.from_args(args.start, args.frames, args.duration)
 
     from vsrt.archs.tiling import TileConfig
@@ -126,6 +127,7 @@ def upscale(args: argparse.Namespace) -> Any:
     from vsrt.inference.spec import resolve_scale
     from vsrt.inference.streaming import calls_per_window, upscale_stream
     from vsrt.inference.video_stream import open_source
+    from vsrt.metrics.flicker import FlickerReport
 
     target_size = _target_size(args.target_size, writes_video)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,9 @@ def upscale(args: argparse.Namespace) -> Any:
         tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
                            size_multiple=spec.size_multiple)
         if spec.kind == "interpolation":  # frame-rate doubling (vsrt.inference.interpolate)
+            if args.report is not None:
+                raise ValueError(f"--report measures the chunk and tile borders of upscaling; {loaded.label} "
+                                 "interpolates frames")
             if args.scale is not None or target_size is not None:
                 raise ValueError(f"{loaded.label} interpolates frames at their own size; "
                                  "drop --scale / --target-size")
@@ -162,8 +167,16 @@ def upscale(args: argparse.Namespace) -> Any:
             def calls_for(out_frames: int, size: tuple[int, int]) -> int:
                 return calls_per_window(spec.kind, tiles, size, out_frames)
 
-            stats = _stream_to_sink(args, output, source, frame_range, runner, lambda frames, emit, bar:
-                                    upscale_stream(frames, runner, chunk, context, emit, bar, calls_for))
+            report = None if args.report is None else FlickerReport(chunk, tiles.tile, tiles.tile_overlap)
+
+            def process(frames: Iterable[tuple[np.ndarray, Timestamp]], emit: Callable[..., None], bar: Any) -> Any:
+                if report is not None:  # both streams go through the report on their way
+                    frames, emit = report_streams(report, frames, emit)
+                return upscale_stream(frames, runner, chunk, context, emit, bar, calls_for)
+
+            stats = _stream_to_sink(args, output, source, frame_range, runner, process)
+            if report is not None:
+                write_report(report, Path(args.report))
     finally:
         source.close()
     logger.info("%d frames in, %d frames out in %.1f s (%.2f frames/s) -> %s", stats.frames_in,
@@ -207,6 +220,44 @@ def _stream_to_sink(args: argparse.Namespace, output: Path, source: Any, frame_r
     return stats
 
 
+def _check_report_path(report: str | None, output: Path) -> None:
+    if report is None:
+        return
+    path = Path(report)
+    if path.suffix.lower() != ".json":
+        raise ValueError(f"--report {report}: the flicker report is a JSON file; give a name ending in .json")
+    if path.resolve() == output.resolve() or path.is_dir():
+        raise ValueError(f"--report {report} must be a file other than the output")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--report {report}: folder {path.parent} does not exist")
+
+
+def report_streams(report: Any, frames: Iterable[tuple[np.ndarray, Timestamp]],
+                   emit: Callable[[np.ndarray, Timestamp], None]) -> tuple[Any, Any]:
+    """The input frames and the output callback, feeding a :class:`~vsrt.metrics.flicker.FlickerReport`."""
+    def inputs() -> Any:
+        for frame, timestamp in frames:
+            report.add_input(frame)
+            yield frame, timestamp
+
+    def outputs(frame: np.ndarray, timestamp: Timestamp) -> None:
+        report.add_output(frame)
+        emit(frame, timestamp)
+
+    return inputs(), outputs
+
+
+def write_report(report: Any, path: Path) -> None:
+    import json
+
+    from vsrt.metrics.flicker import format_summary
+
+    summary = report.summary()
+    path.write_text(json.dumps(summary, indent=2))
+    print(format_summary(summary))
+    print(f"wrote the flicker report to {path}")
+
+
 def _chunk_length(chunk: int | None) -> int:
     """``--chunk``: 16 by default; 0 means the whole video in one call (memory then grows with its length)."""
     if chunk is None:
@@ -247,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fail (no output) when a video holds fewer frames than its header says (truncated "
                         "file) instead of warning")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--report", metavar="FILE.json",
+                        help="measure flicker at the chunk borders and tile seams (temporal difference there vs "
+                        "elsewhere; docs/metrics.md), print it and write it to FILE.json")
     parser.epilog = ("Here --chunk is the number of output frames per network call (default 16; 0 = the whole "
                      "video at once, memory growing with its length) and --chunk-overlap the context frames on "
                      "each side whose outputs are discarded (default 4).")
