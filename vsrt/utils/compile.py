@@ -28,7 +28,7 @@ import types
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # light module: option validation imports it before torch
+if TYPE_CHECKING:  # torch is imported where compiling needs it (torch._dynamo is slow to import)
     from torch import nn
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
