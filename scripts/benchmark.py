@@ -331,9 +331,5 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":  # one measurement (scripts/benchmark_run.py)
-        sys.path.insert(0, str(REPO_ROOT))
-        print(json.dumps(measure(json.loads(sys.argv[2]))))
-    else:
-        sys.path.insert(0, str(REPO_ROOT))
-        main()
+    sys.path.insert(0, str(REPO_ROOT))
+    main()
