@@ -72,7 +72,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("imresize-no-antialias", "vsrt/utils/matlab_resize.py", "widen = scale < 1 and antialiasing",
            "widen = scale < 1 and not antialiasing", "antialiasing switched off when downscaling", METRICS),
     Mutant("imresize-cubic-a", "vsrt/utils/matlab_resize.py", "inner = (1.5 * absx3 - 2.5 * absx2 + 1)",
-           "inner = (1.4 * absx3 - 2.4 * absx2 + 1)", "cubic kernel with a = -0.4 inside |x| <= 1", METRICS),
+           "inner = (1.4 * absx3 - 2.4 * absx2 + 1)", "cubic kernel with a = -0.4 on its inner segment", METRICS),
     Mutant("imresize-mirror", "vsrt/utils/matlab_resize.py",
            "return torch.where(index >= length, period - 1 - index, index)",
            "return torch.where(index >= length, period - index, index)", "whole-sample instead of half-sample "
