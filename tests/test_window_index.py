@@ -1,11 +1,13 @@
-"""window_index: shifted window partition / reverse as flat gathers, unmasked windows first."""
+"""Attention layout: window_index (shifted partition / reverse as flat gathers, unmasked windows first)
+and head dims padded for the fused GPU kernels."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vsrt.archs.layers.attention import WindowAttention3D
+from vsrt.archs.layers.attention import WindowAttention3D, scaled_dot_product
+from vsrt.archs.layers.execution import force_sync_free, fused_head_dim
 from vsrt.archs.layers.window import shifted_window_mask, window_index, window_partition, window_reverse
 
 
@@ -48,3 +50,17 @@ def test_split_attention_equals_one_masked_batch(last_frame_queries):
     windows = torch.randn(2 * mask.shape[0], 48, 12)  # 2 samples
     assert 0 < index.num_unmasked < mask.shape[0]
     torch.testing.assert_close(attn(windows, mask, index.num_unmasked), attn(windows, mask), atol=1e-6, rtol=0)
+
+
+def test_head_dim_padded_for_fused_kernels_gives_the_same_attention():
+    """On the GPU path q, k, v are zero-padded to a head dim multiple of 8 (20 -> 24); scale stays 20**-0.5."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 16, 20, generator=g) for _ in range(3))
+    mask = torch.randn(1, 2, 16, 16, generator=g)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=20 ** -0.5)
+    assert fused_head_dim(q, 20) == 20  # CPU: unchanged
+    with force_sync_free():
+        assert (fused_head_dim(q, 20), fused_head_dim(q, 30), fused_head_dim(q, 32)) == (24, 32, 32)
+        got = scaled_dot_product(q, k, v, mask, 20 ** -0.5)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)

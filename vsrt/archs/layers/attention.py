@@ -13,7 +13,26 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vsrt.archs.layers.execution import fused_head_dim
 from vsrt.archs.layers.window import Size3, relative_position_index
+
+
+def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
+                       scale: float) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` that keeps the fused kernels eligible.
+
+    ``q`` ``(B, heads, Nq, d)``, ``k``, ``v`` ``(B, heads, N, d)``, ``attn_mask`` additive,
+    broadcastable to ``(B, heads, Nq, N)``. Where :func:`fused_head_dim` asks for it (GPU), q, k
+    and v are zero-padded to a head dim that the memory-efficient kernel takes: zero columns add
+    nothing to ``q k^T`` and give zero output columns, which are cut off; ``scale`` stays that of
+    the real head dim. Returns ``(B, heads, Nq, d)``.
+    """
+    head_dim = q.shape[-1]
+    padded = fused_head_dim(q, head_dim)
+    if padded == head_dim:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+    q, k, v = (F.pad(t, (0, padded - head_dim)) for t in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)[..., :head_dim]
 
 
 def truncated_normal_(tensor: torch.Tensor, std: float, bound: float = 2.0) -> torch.Tensor:
@@ -111,7 +130,7 @@ class WindowAttention3D(nn.Module):
             attn_mask = attn_mask + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, Nq, N)
             if num_windows_total != nw:  # windows are sample-major: repeat per sample
                 attn_mask = attn_mask.repeat(num_windows_total // nw, 1, 1, 1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        out = scaled_dot_product(q, k, v, attn_mask, self.scale)
         return rearrange(out, "b h t d -> b t (h d)")
 
     def _attend_split(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
@@ -128,8 +147,8 @@ class WindowAttention3D(nn.Module):
         if n > 1:
             masked_bias = masked_bias.repeat(n, 1, 1, 1)
         out = torch.cat([
-            F.scaled_dot_product_attention(*(windows_of(t, part) for t in (q, k, v)), attn_mask=part_bias,
-                                           scale=self.scale).view(n, -1, *q.shape[1:3], v.shape[-1])
+            scaled_dot_product(*(windows_of(t, part) for t in (q, k, v)), part_bias, self.scale)
+            .view(n, -1, *q.shape[1:3], v.shape[-1])
             for part, part_bias in ((plain, bias), (masked, masked_bias))], dim=1)  # (n, nW, heads, Nq, d)
         return rearrange(out, "n w h t d -> (n w) t (h d)")
 
@@ -177,7 +196,7 @@ class WindowAttention3D(nn.Module):
                 else:  # (M, size, heads, N) -> (M, heads, size, N)
                     attn_mask = table[(index % table.shape[0]).unsqueeze(1), :, rows].transpose(1, 2)
             q, k, v = self.project_split(query_tokens, windows[index])  # (M, heads, size | N, head_dim)
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), scale=self.scale)
+            attended = scaled_dot_product(q, k, v, attn_mask.to(q.dtype), self.scale)
             attended = rearrange(attended, "m h s d -> m s (h d)").to(out.dtype)
             if rows is None:
                 out[index] = attended

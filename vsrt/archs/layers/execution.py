@@ -59,3 +59,16 @@ def force_sync_free(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _forced.reset(token)
+
+
+# fused GPU attention kernels (memory-efficient / flash) want the head dim a multiple of 8
+FUSED_HEAD_DIM_MULTIPLE = 8
+
+
+def fused_head_dim(x: torch.Tensor, head_dim: int) -> int:
+    """Head dim to run attention at: ``head_dim`` rounded up to a multiple of 8 on the sync-free
+    (GPU) path, so that PyTorch's fused SDPA kernels accept it (20 and 30 do not); unchanged on the
+    CPU, whose fused kernel takes any head dim."""
+    if not sync_free(x):
+        return head_dim
+    return -(-head_dim // FUSED_HEAD_DIM_MULTIPLE) * FUSED_HEAD_DIM_MULTIPLE

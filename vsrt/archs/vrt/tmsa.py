@@ -29,6 +29,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vsrt.archs.layers.attention import scaled_dot_product
 from vsrt.archs.layers.mlp import DropPath
 from vsrt.archs.layers.window import (
     Size3,
@@ -110,7 +111,7 @@ def _attend_windows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
         attn_mask = shift_mask if attn_mask is None else attn_mask + shift_mask  # (nW, heads|1, t, t)
         # windows are sample-major: (nW, ., t, t) -> (n*nW, ., t, t) (a view when n == 1)
         attn_mask = attn_mask.expand(q.shape[0] // nw, *attn_mask.shape).flatten(0, 1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+    out = scaled_dot_product(q, k, v, attn_mask, scale)
     return rearrange(out, "b h t d -> b t (h d)")
 
 
