@@ -82,7 +82,6 @@ def test_resume_states_spynet_and_vgg_files_are_refused_the_same_way(tmp_path):
     import logging
 
     from helpers import tiny_train_options
-
     from vsrt.experiment import find_resume_state
     from vsrt.losses.perceptual_loss import PerceptualLoss
     from vsrt.models import build_model
