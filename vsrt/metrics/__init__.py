@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from vsrt.metrics.lpips_metric import calculate_lpips
 from vsrt.metrics.metric_util import reorder_image, to_y_channel
 from vsrt.metrics.psnr_ssim import (
     calculate_psnr,
@@ -25,16 +26,18 @@ from vsrt.metrics.temporal import calculate_tof, calculate_warping_error, is_cli
 from vsrt.registry import METRIC_REGISTRY
 
 __all__ = [
-    "METRIC_REGISTRY", "calculate_metric", "calculate_psnr", "calculate_psnr_pt",
+    "METRIC_REGISTRY", "calculate_lpips", "calculate_metric", "calculate_psnr", "calculate_psnr_pt",
     "calculate_ssim", "calculate_ssim_pt", "calculate_tof", "calculate_warping_error", "is_clip_metric",
     "metric_better", "reorder_image", "to_y_channel",
 ]
 
 
 def metric_better(opt: dict[str, Any]) -> str:
-    """``'higher'`` or ``'lower'``: the block's ``better`` key, else lower for the temporal metrics, higher
-    for the others (PSNR, SSIM)."""
-    return opt.get("better") or ("lower" if is_clip_metric(opt.get("type", "")) else "higher")
+    """``'higher'`` or ``'lower'``: the block's ``better`` key, else lower for the temporal metrics and LPIPS,
+    higher for the others (PSNR, SSIM)."""
+    metric_type = opt.get("type", "")
+    lower = is_clip_metric(metric_type) or metric_type == "calculate_lpips"
+    return opt.get("better") or ("lower" if lower else "higher")
 
 
 def calculate_metric(data: dict[str, Any], opt: dict[str, Any]) -> Any:
