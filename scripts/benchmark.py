@@ -157,10 +157,11 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                       "official_ref": args.official_ref, "official_helper": args.official_helper,
                       "live_tensors": args.live_tensors}
             for precision in args.precision:
-                if args.official_ref and row.official and (row.official, precision) not in official_done:
+                if (args.official_ref and row.official and args.impl != "vsrt"
+                        and (row.official, precision) not in official_done):
                     official_done.add((row.official, precision))
                     specs.append({**common, "impl": "official", "precision": precision, "compile": False})
-                for compiled in compile_settings:
+                for compiled in compile_settings if args.impl != "official" else ():
                     specs.append({**common, "impl": "vsrt", "precision": precision, "compile": compiled})
     return specs
 
@@ -189,7 +190,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> list[d
             for compiled in ((False, True) if args.compile else (False,)):
                 vsrt, vsrt_error = collect("vsrt", row.key, precision, compiled)
                 official, official_error = (None, None)
-                if args.official_ref and row.official:
+                if row.official:
                     official, official_error = collect("official", row.official, precision, False)
                 label = row.label
                 modes = {r.get("mask_execution") for r in results if r["impl"] == "vsrt" and r["row"] == row.key
@@ -270,6 +271,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--live-tensors", action="store_true",
                         help="CPU memory as the peak bytes of live tensors (exact, but slows every operation)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per process")
+    parser.add_argument("--impl", choices=("both", "official", "vsrt"), default="both",
+                        help="run only one side (e.g. to complete a table with --from-jsonl)")
+    parser.add_argument("--from-jsonl", nargs="+", metavar="FILE",
+                        help="make the table from these --jsonl files of earlier runs instead of running")
     parser.add_argument("--in-process", action="store_true",
                         help="measure in this process (tests; memory then includes earlier runs)")
     args = parser.parse_args(argv)
@@ -281,6 +286,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--precision fp16 needs --device cuda (use bf16 on a CPU)")
     if min(args.repeat, args.runs, args.frames, args.vrt_frames, *args.size) < 1 or args.warmup < 0:
         parser.error("--repeat, --runs, --frames, --vrt-frames and --size must be positive, --warmup >= 0")
+    if args.impl == "official" and not args.official_ref:
+        parser.error("--impl official needs --official-ref")
     if args.in_process and args.official_ref:
         parser.error("--in-process cannot run the official code (its repositories clash within one process)")
     if args.official_ref:
@@ -293,6 +300,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
+    if args.from_jsonl:
+        results = [json.loads(line) for name in args.from_jsonl for line in Path(name).read_text().splitlines()
+                   if line.strip() and '"kind"' not in line]
+        args.only = args.only or [row.key for row in ROWS if any(r["row"] == row.key for r in results)]
+    else:
+        results = run_all(args)
+    summary = summarise(results, args)
+    table = markdown(summary, results, args)
+    print(table)
+    if args.jsonl:
+        with open(args.jsonl, "a") as handle:
+            for line in summary:
+                handle.write(json.dumps(line) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    return table
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every planned process, one after the other; their results (JSON lines as they end)."""
     import torch
 
     with tempfile.TemporaryDirectory(prefix="vsrt_benchmark_") as tmp:
@@ -318,16 +345,7 @@ def main(argv: list[str] | None = None) -> str:
             shown = result.get("error") or f"{result['s_per_frame']:.3f} s/frame, {result['peak_mib']:.0f} MiB"
             print(f"[{time.perf_counter() - start:6.1f} s] {spec['row']} {spec['impl']} {spec['precision']}"
                   f"{' compiled' if spec['compile'] else ''}: {shown}", file=sys.stderr, flush=True)
-    summary = summarise(results, args)
-    table = markdown(summary, results, args)
-    print(table)
-    if args.jsonl:
-        with open(args.jsonl, "a") as handle:
-            for line in summary:
-                handle.write(json.dumps(line) + "\n")
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
-    return table
+    return results
 
 
 if __name__ == "__main__":

@@ -95,7 +95,11 @@ def _forward_fn(spec: dict[str, Any], net: Any, runner: Any, clip: Any) -> Any:
             kept = [float(m) for branch in masks for step in branch if step for m in step if m is not None]
             return out, (sum(kept) / len(kept) if kept else None)
         return with_masks
-    return lambda: (runner(clip), None)
+
+    def video_only() -> tuple[Any, None]:
+        out = runner(clip)  # the official MIA-VSR / IIA-VSR return (output, masks)
+        return (out[0] if isinstance(out, (tuple, list)) else out), None
+    return video_only
 
 
 def _live_tensor_bytes_class() -> type:
