@@ -44,6 +44,8 @@ def test_every_architecture_has_a_row(tmp_path):
     assert {r["frames_out"] for r in runs if r["row"] == "savsr"} == {1}  # 5 frames -> the centre one
     assert all(r["frames_out"] == 2 for r in runs if r["row"] != "savsr")
     assert (tmp_path / "t.md").read_text().strip() == table
+    again = bench.main([*TINY, "--from-jsonl", str(jsonl)])  # the table again, from the JSON lines alone
+    assert table_rows(again) == rows
 
 
 FAKE_HELPER = '''
