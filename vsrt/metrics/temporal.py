@@ -35,7 +35,6 @@ import cv2
 import numpy as np
 import torch
 
-from vsrt.archs.flow.warp import flow_warp
 from vsrt.registry import METRIC_REGISTRY
 
 # cv2.calcOpticalFlowFarneback's arguments as TecoGAN's metrics.py passes them (positionally):
@@ -125,6 +124,8 @@ def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
 
     ``backward`` is the flow ``t -> t - 1``, ``forward`` the flow ``t - 1 -> t``, both ``(h, w, 2)``.
     """
+    from vsrt.archs.flow.warp import flow_warp  # here: importing vsrt.archs builds every architecture module
+
     h, w = backward.shape[:2]
     back = torch.from_numpy(np.ascontiguousarray(backward, dtype=np.float64))[None]  # (1, h, w, 2)
     fwd = torch.from_numpy(np.ascontiguousarray(forward, dtype=np.float64)).permute(2, 0, 1)[None]  # (1, 2, h, w)
@@ -144,6 +145,8 @@ def calculate_warping_error(imgs: Any, imgs2: Any, crop_border: int = 0, better:
 
     ``imgs2`` are the frames the flow is estimated on: the GT, or the input upscaled to the output size.
     """
+    from vsrt.archs.flow.warp import flow_warp
+
     _check_better(better)
     frames, references = _check_clip(imgs, imgs2)
     ref_gray = [_gray(f) for f in references]
