@@ -54,8 +54,14 @@ def probe(kind: str, target: str, *args: str) -> tuple[str, str]:
      "--gt-root: folder not found: no/such/folder"),
     ("path", "inference_vimeo90k.py", ["--opt", "nothing.yml"], "--opt: file not found: nothing.yml"),
     ("path", "inference_vimeo90k.py", ["--model", "vrt_x4_vimeo_bi", "--dataset", "vid5"], "invalid choice: 'vid5'"),
+    ("module", "vsrt", ["zoo", "show", "vrt_x4_red"], "Unknown model 'vrt_x4_red'. Did you mean 'vrt_x4_reds_6f'"),
+    ("path", "inference_reds.py", ["--model", "mia_vsr_red"],
+     "Unknown model 'mia_vsr_red'. Did you mean 'mia_vsr_reds'"),
+    ("module", "vsrt", ["upscale", "tests/fixtures", "-o", "out_never_written/", "--model", "basicvsr"],
+     "Unknown model 'basicvsr'. Did you mean 'basicvsr_reds'"),
 ], ids=["train-missing-file", "test-unknown-key", "test-has-no-auto-resume", "vsrt-train-bad-choice",
-        "demo-bad-iters", "reds-missing-data", "vimeo-missing-opt", "vimeo-bad-dataset"])
+        "demo-bad-iters", "reds-missing-data", "vimeo-missing-opt", "vimeo-bad-dataset", "zoo-misspelt-preset",
+        "reds-misspelt-preset", "upscale-misspelt-preset"])
 def test_argument_errors_come_before_torch_is_imported(kind, target, args, message):
     stdout, stderr = probe(kind, target, *args)
     assert "exit=2 torch_imported=False" in stdout, (stdout, stderr[-2000:])

@@ -130,3 +130,10 @@ def test_download_goes_through_torch_hub_with_hash_check(tiny_preset, tiny_check
     loaded = load_model(model="tiny")
     assert calls == [("https://example.invalid/tiny.pth", str(zoo.cache_dir() / path.name), preset.sha256)]
     assert loaded.checksum_verified
+
+
+def test_preset_names_known_without_building_are_the_presets():
+    assert tuple(zoo.PRESETS) == zoo.PRESET_NAMES
+    zoo.check_preset_name("vrt_x4_reds_6f")
+    with pytest.raises(KeyError, match="Did you mean 'vrt_x4_reds_6f'"):
+        zoo.check_preset_name("vrt_x4_red")

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 logger = logging.getLogger("vsrt")
 
 VRT_RELEASE = "https://github.com/JingyunLiang/VRT/releases/download/v0.0/"
@@ -106,90 +104,119 @@ _SAVSR = {"type": "SAVSR", "num_in_ch": 3, "num_feat": 64, "num_frame": 7, "slid
           "interval": 0, "w1_num_block": 4, "w2_num_block": 2, "n_resgroups": 4, "n_resblocks": 8,
           "center_frame_idx": None}
 
-_PRESET_LIST = [
-    Preset("basicvsr_reds", {"type": "BasicVSR", "num_feat": 64, "num_block": 30},
-           "BasicVSR_REDS4-543c8261.pth", None, "543c8261", download_page=BASICSR_DRIVE,
-           scores=(Score("reds4", 31.42, 0.8909, "RGB", source="BasicVSR paper (CVPR 2021), Table 2"),),
-           notes="BasicSR release (Google Drive only). The checksum is the SHA-256 prefix in BasicSR's "
-                 "file name (scripts/publish_models.py convention)."),
-    Preset("mia_vsr_reds", _mia(), "MIAVSR_REDS_x4.pth", None, None, download_page=MIA_DRIVE,
-           scores=(Score("reds4", 32.78, 0.9220, "RGB", source=_MIA_SRC),),
-           notes="Trained on REDS with 16-frame clips. Official test: each REDS4 clip (100 frames) fed whole."),
-    Preset("mia_vsr_vimeo", _mia(), "MIAVSR_Vid4_x4.pth", None, None, download_page=MIA_DRIVE,
-           scores=(Score("vimeo90k", 38.22, 0.9532, source=_MIA_SRC, **_VIMEO_Y),
-                   Score("vid4", 28.20, 0.8507, "Y", source=_MIA_SRC)),
-           notes="Trained on Vimeo-90K (BI). The official file is named MIAVSR_Vid4_x4.pth."),
-    Preset("psrt_recurrent_reds", _psrt(), "PSRT_REDS.pth", None, None, download_page=PSRT_DRIVE,
-           scores=(Score("reds4", 32.72, 0.9106, "RGB", source=_PSRT_SRC),),
-           notes="Trained on REDS with 16-frame clips; REDS4 clips fed whole."),
-    Preset("psrt_recurrent_vimeo", _psrt(), "PSRT_Vimeo.pth", None, None, download_page=PSRT_DRIVE,
-           scores=(Score("vimeo90k", 38.27, 0.9536, source=_PSRT_SRC, **_VIMEO_Y),
-                   Score("vid4", 28.07, 0.8485, "Y", source=_PSRT_SRC)),
-           notes="Trained on Vimeo-90K (BI). 'PSRT_Vimeo.pth' is vsrt's local name: the official "
-                 "script loads a training snapshot; save the released file under this name."),
-    Preset("vrt_x4_reds_6f", _vrt("001_VRT_videosr_bi_REDS_6frames"), "001_VRT_videosr_bi_REDS_6frames.pth",
-           VRT_RELEASE + "001_VRT_videosr_bi_REDS_6frames.pth", None,
-           scores=(Score("reds4", 31.60, 0.8888, "RGB", source=_VRT_SRC),),
-           tiling={"reds4": _tiles(40, 128)}),
-    Preset("vrt_x4_reds_16f", _vrt("002_VRT_videosr_bi_REDS_16frames"), "002_VRT_videosr_bi_REDS_16frames.pth",
-           VRT_RELEASE + "002_VRT_videosr_bi_REDS_16frames.pth", None,
-           scores=(Score("reds4", 32.19, 0.9006, "RGB", source=_VRT_SRC),),
-           tiling={"reds4": _tiles(40, 128)},
-           notes="pa_frames=6, deformable_groups=24 as main_test_vrt.py (KAIR's json differs)."),
-    Preset("vrt_x4_vimeo_bi", _vrt("003_VRT_videosr_bi_Vimeo_7frames"), "003_VRT_videosr_bi_Vimeo_7frames.pth",
-           VRT_RELEASE + "003_VRT_videosr_bi_Vimeo_7frames.pth", None,
-           scores=(Score("vimeo90k", 38.20, 0.9530, source=_VRT_SRC, **_VIMEO_Y),
-                   Score("vid4", 27.93, 0.8425, "Y", source=_VRT_SRC)),
-           tiling=dict(_VRT_SR_TILES)),
-    Preset("vrt_x4_vimeo_bd", _vrt("004_VRT_videosr_bd_Vimeo_7frames"), "004_VRT_videosr_bd_Vimeo_7frames.pth",
-           VRT_RELEASE + "004_VRT_videosr_bd_Vimeo_7frames.pth", None,
-           task="video SR x4 (BD)", degradation="BD",
-           scores=(Score("udm10", 41.05, 0.9737, "Y", source=_VRT_SRC),
-                   Score("vimeo90k", 38.72, 0.9584, source=_VRT_SRC, **_VIMEO_Y),
-                   Score("vid4", 29.42, 0.8795, "Y", source=_VRT_SRC)),
-           tiling=dict(_VRT_SR_TILES)),
-    Preset("vrt_deblur_gopro", _vrt("006_VRT_videodeblurring_GoPro"), "006_VRT_videodeblurring_GoPro.pth",
-           VRT_RELEASE + "006_VRT_videodeblurring_GoPro.pth", None, task="video deblurring",
-           scores=(Score("gopro", 34.81, 0.9724, "RGB", source=_VRT_SRC),),
-           tiling={"gopro": _tiles(18, 192), "folder": _tiles(18, 192)}),
-    Preset("vrt_denoise_davis", _vrt("008_VRT_videodenoising_DAVIS"), "008_VRT_videodenoising_DAVIS.pth",
-           VRT_RELEASE + "008_VRT_videodenoising_DAVIS.pth", None, task="non-blind video denoising",
-           scores=tuple(Score("davis", psnr, None, "RGB", setting=f"sigma={sigma}", source=_VRT_SRC)
-                        for sigma, psnr in ((10, 40.82), (20, 38.15), (30, 36.52), (40, 35.32), (50, 34.36))),
-           tiling={"davis": _tiles(12, 256), "folder": _tiles(12, 256)},
-           notes="Input: RGB + a constant noise-level channel sigma/255 (give --noise-sigma)."),
-    Preset("vrt_vfi_vimeo", _vrt("009_VRT_videofi_Vimeo_4frames"),
-           "009_VRT_videofi_Vimeo_4frames.pth", VRT_RELEASE + "009_VRT_videofi_Vimeo_4frames.pth", None,
-           task="video frame interpolation",
-           scores=(Score("vimeo90k", 36.53, 0.977, "RGB", frames="interpolated im4", source=_VRT_SRC),),
-           notes="4 frames in, the frame between the middle two out (no SpyNet); benchmarked by "
-                 "inference_vimeo90k.py on Vimeo-90K-T."),
-    Preset("savsr_vimeo", dict(_SAVSR), "savsr_best.pth",
-           "https://github.com/Weepingchestnut/SAVSR/releases/download/v0.1.1/savsr_best.pth", None,
-           task="arbitrary-scale video SR",
-           scores=tuple(Score(ds, p, s, "Y", scale=sc, source=_SAVSR_SRC) for ds, sc, p, s in (
-               ("vid4", 2.0, 34.67, 0.9599), ("vid4", 3.0, 30.33, 0.9035), ("vid4", 4.0, 27.17, 0.8184),
-               ("vid4", (2.0, 4.0), 29.99, 0.8901), ("udm10", 2.0, 46.23, 0.9927),
-               ("udm10", 3.0, 42.15, 0.9801), ("udm10", 4.0, 38.88, 0.9619))),
-           notes="Keys of the released file were not verified by vsrt (not downloadable when the spec "
-                 "was written)."),
-]
-PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}
+# The preset names, known without building the presets: building them imports the architectures
+# (VRT's released configurations), and a misspelt name must be reported before torch is imported.
+PRESET_NAMES = ("basicvsr_reds", "mia_vsr_reds", "mia_vsr_vimeo", "psrt_recurrent_reds", "psrt_recurrent_vimeo",
+                "vrt_x4_reds_6f", "vrt_x4_reds_16f", "vrt_x4_vimeo_bi", "vrt_x4_vimeo_bd", "vrt_deblur_gopro",
+                "vrt_denoise_davis", "vrt_vfi_vimeo", "savsr_vimeo")
+
+
+def _build_presets() -> list[Preset]:
+    return [
+        Preset("basicvsr_reds", {"type": "BasicVSR", "num_feat": 64, "num_block": 30},
+               "BasicVSR_REDS4-543c8261.pth", None, "543c8261", download_page=BASICSR_DRIVE,
+               scores=(Score("reds4", 31.42, 0.8909, "RGB", source="BasicVSR paper (CVPR 2021), Table 2"),),
+               notes="BasicSR release (Google Drive only). The checksum is the SHA-256 prefix in BasicSR's "
+                     "file name (scripts/publish_models.py convention)."),
+        Preset("mia_vsr_reds", _mia(), "MIAVSR_REDS_x4.pth", None, None, download_page=MIA_DRIVE,
+               scores=(Score("reds4", 32.78, 0.9220, "RGB", source=_MIA_SRC),),
+               notes="Trained on REDS with 16-frame clips. Official test: each REDS4 clip (100 frames) fed whole."),
+        Preset("mia_vsr_vimeo", _mia(), "MIAVSR_Vid4_x4.pth", None, None, download_page=MIA_DRIVE,
+               scores=(Score("vimeo90k", 38.22, 0.9532, source=_MIA_SRC, **_VIMEO_Y),
+                       Score("vid4", 28.20, 0.8507, "Y", source=_MIA_SRC)),
+               notes="Trained on Vimeo-90K (BI). The official file is named MIAVSR_Vid4_x4.pth."),
+        Preset("psrt_recurrent_reds", _psrt(), "PSRT_REDS.pth", None, None, download_page=PSRT_DRIVE,
+               scores=(Score("reds4", 32.72, 0.9106, "RGB", source=_PSRT_SRC),),
+               notes="Trained on REDS with 16-frame clips; REDS4 clips fed whole."),
+        Preset("psrt_recurrent_vimeo", _psrt(), "PSRT_Vimeo.pth", None, None, download_page=PSRT_DRIVE,
+               scores=(Score("vimeo90k", 38.27, 0.9536, source=_PSRT_SRC, **_VIMEO_Y),
+                       Score("vid4", 28.07, 0.8485, "Y", source=_PSRT_SRC)),
+               notes="Trained on Vimeo-90K (BI). 'PSRT_Vimeo.pth' is vsrt's local name: the official "
+                     "script loads a training snapshot; save the released file under this name."),
+        Preset("vrt_x4_reds_6f", _vrt("001_VRT_videosr_bi_REDS_6frames"), "001_VRT_videosr_bi_REDS_6frames.pth",
+               VRT_RELEASE + "001_VRT_videosr_bi_REDS_6frames.pth", None,
+               scores=(Score("reds4", 31.60, 0.8888, "RGB", source=_VRT_SRC),),
+               tiling={"reds4": _tiles(40, 128)}),
+        Preset("vrt_x4_reds_16f", _vrt("002_VRT_videosr_bi_REDS_16frames"), "002_VRT_videosr_bi_REDS_16frames.pth",
+               VRT_RELEASE + "002_VRT_videosr_bi_REDS_16frames.pth", None,
+               scores=(Score("reds4", 32.19, 0.9006, "RGB", source=_VRT_SRC),),
+               tiling={"reds4": _tiles(40, 128)},
+               notes="pa_frames=6, deformable_groups=24 as main_test_vrt.py (KAIR's json differs)."),
+        Preset("vrt_x4_vimeo_bi", _vrt("003_VRT_videosr_bi_Vimeo_7frames"), "003_VRT_videosr_bi_Vimeo_7frames.pth",
+               VRT_RELEASE + "003_VRT_videosr_bi_Vimeo_7frames.pth", None,
+               scores=(Score("vimeo90k", 38.20, 0.9530, source=_VRT_SRC, **_VIMEO_Y),
+                       Score("vid4", 27.93, 0.8425, "Y", source=_VRT_SRC)),
+               tiling=dict(_VRT_SR_TILES)),
+        Preset("vrt_x4_vimeo_bd", _vrt("004_VRT_videosr_bd_Vimeo_7frames"), "004_VRT_videosr_bd_Vimeo_7frames.pth",
+               VRT_RELEASE + "004_VRT_videosr_bd_Vimeo_7frames.pth", None,
+               task="video SR x4 (BD)", degradation="BD",
+               scores=(Score("udm10", 41.05, 0.9737, "Y", source=_VRT_SRC),
+                       Score("vimeo90k", 38.72, 0.9584, source=_VRT_SRC, **_VIMEO_Y),
+                       Score("vid4", 29.42, 0.8795, "Y", source=_VRT_SRC)),
+               tiling=dict(_VRT_SR_TILES)),
+        Preset("vrt_deblur_gopro", _vrt("006_VRT_videodeblurring_GoPro"), "006_VRT_videodeblurring_GoPro.pth",
+               VRT_RELEASE + "006_VRT_videodeblurring_GoPro.pth", None, task="video deblurring",
+               scores=(Score("gopro", 34.81, 0.9724, "RGB", source=_VRT_SRC),),
+               tiling={"gopro": _tiles(18, 192), "folder": _tiles(18, 192)}),
+        Preset("vrt_denoise_davis", _vrt("008_VRT_videodenoising_DAVIS"), "008_VRT_videodenoising_DAVIS.pth",
+               VRT_RELEASE + "008_VRT_videodenoising_DAVIS.pth", None, task="non-blind video denoising",
+               scores=tuple(Score("davis", psnr, None, "RGB", setting=f"sigma={sigma}", source=_VRT_SRC)
+                            for sigma, psnr in ((10, 40.82), (20, 38.15), (30, 36.52), (40, 35.32), (50, 34.36))),
+               tiling={"davis": _tiles(12, 256), "folder": _tiles(12, 256)},
+               notes="Input: RGB + a constant noise-level channel sigma/255 (give --noise-sigma)."),
+        Preset("vrt_vfi_vimeo", _vrt("009_VRT_videofi_Vimeo_4frames"),
+               "009_VRT_videofi_Vimeo_4frames.pth", VRT_RELEASE + "009_VRT_videofi_Vimeo_4frames.pth", None,
+               task="video frame interpolation",
+               scores=(Score("vimeo90k", 36.53, 0.977, "RGB", frames="interpolated im4", source=_VRT_SRC),),
+               notes="4 frames in, the frame between the middle two out (no SpyNet); benchmarked by "
+                     "inference_vimeo90k.py on Vimeo-90K-T."),
+        Preset("savsr_vimeo", dict(_SAVSR), "savsr_best.pth",
+               "https://github.com/Weepingchestnut/SAVSR/releases/download/v0.1.1/savsr_best.pth", None,
+               task="arbitrary-scale video SR",
+               scores=tuple(Score(ds, p, s, "Y", scale=sc, source=_SAVSR_SRC) for ds, sc, p, s in (
+                   ("vid4", 2.0, 34.67, 0.9599), ("vid4", 3.0, 30.33, 0.9035), ("vid4", 4.0, 27.17, 0.8184),
+                   ("vid4", (2.0, 4.0), 29.99, 0.8901), ("udm10", 2.0, 46.23, 0.9927),
+                   ("udm10", 3.0, 42.15, 0.9801), ("udm10", 4.0, 38.88, 0.9619))),
+               notes="Keys of the released file were not verified by vsrt (not downloadable when the spec "
+                     "was written)."),
+    ]
+
+
+def presets() -> dict[str, Preset]:
+    """Every preset by name, built on first use (``zoo.PRESETS`` is the same table)."""
+    table = globals().get("PRESETS")
+    if table is None:
+        table = globals()["PRESETS"] = {p.name: p for p in _build_presets()}
+    return table
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRESETS":
+        return presets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ChecksumError(RuntimeError):
     """A checkpoint's SHA-256 does not match its preset."""
 
 
+def check_preset_name(name: str | None) -> None:
+    """KeyError (with close-match hints) for a name that is not a preset; light, no torch import."""
+    if name is not None and name not in PRESET_NAMES and name not in globals().get("PRESETS", {}):
+        get_preset(name)
+
+
 def get_preset(name: str) -> Preset:
     """The preset called ``name`` (with close-match hints when unknown)."""
-    if name in PRESETS:
-        return PRESETS[name]
+    # an unknown name is reported from PRESET_NAMES alone (no torch import) unless the table exists
+    known = list(presets() if name in PRESET_NAMES or "PRESETS" in globals() else PRESET_NAMES)
+    if name in known:
+        return presets()[name]
     import difflib
 
-    close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.4)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise KeyError(f"Unknown model '{name}'.{hint} Known: {', '.join(PRESETS)} (python -m vsrt zoo list).")
+    raise KeyError(f"Unknown model '{name}'.{hint} Known: {', '.join(known)} (python -m vsrt zoo list).")
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -215,6 +242,8 @@ def verify_checksum(path: str | os.PathLike, expected: str | None) -> bool:
 
 def cache_dir() -> Path:
     """Where preset checkpoints are looked for and downloaded (torch hub's checkpoint folder)."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -239,6 +268,8 @@ def resolve_checkpoint(preset: Preset, weights: str | os.PathLike | None = None,
                     f"{where} and pass --weights PATH, or save it as {path}.")
             path.parent.mkdir(parents=True, exist_ok=True)
             prefix = preset.sha256.lower() if preset.sha256 else None
+            import torch
+
             torch.hub.download_url_to_file(preset.url, str(path), hash_prefix=prefix, progress=progress)
     verify_checksum(path, preset.sha256)
     return path
@@ -307,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.action == "list":
-            print(format_table(list(PRESETS.values())))
+            print(format_table(list(presets().values())))
         elif args.action == "show":
             print(format_preset(get_preset(args.name)))
         else:

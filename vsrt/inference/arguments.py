@@ -50,7 +50,11 @@ def option_file_data(opt_path: str | None) -> dict[str, Any]:
 
 
 def check_inputs(args: argparse.Namespace, folders: dict[str, str | None], files: dict[str, str | None]) -> None:
-    """Files named on the command line exist (before any slow import): ``--opt``, ``--weights``, data."""
+    """Files named on the command line exist (before any slow import): ``--opt``, ``--weights``, data;
+    ``--model`` names a zoo preset."""
+    from vsrt.zoo import check_preset_name
+
+    check_preset_name(getattr(args, "model", None))
     for flag, path in (("--opt", args.opt), ("--weights", args.weights), *files.items()):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{flag}: file not found: {path}")

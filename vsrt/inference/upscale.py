@@ -118,6 +118,9 @@ def upscale(args: argparse.Namespace) -> Any:
     writes_video = check_output(args.output, input_path, args.force)  # before any work
     _check_report_path(args.report, output)
     frame_range = FrameRange.from_args(args.start, args.frames, args.duration)
+    from vsrt.zoo import check_preset_name
+
+    check_preset_name(args.model)  # a misspelt preset is reported before torch is imported
 
     from vsrt.archs.tiling import TileConfig
     from vsrt.inference.cli import _pair
