@@ -100,3 +100,21 @@ def test_resume_states_spynet_and_vgg_files_are_refused_the_same_way(tmp_path):
     for message in (str(err.value), str(spynet_err.value), str(vgg_err.value)):
         assert str(path) in message and "refused" in message and "weights_only" not in message
     assert not marker.exists()
+
+
+def test_benchmark_script_reports_a_refused_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
+    from vsrt.inference.cli import main_reds, run_script
+    from vsrt.utils.synthetic import write_clip_folders
+
+    path, marker = malicious_checkpoint(tmp_path)
+    write_clip_folders(tmp_path / "GT", ["000"], 2, 16, 16, seed=0)
+    write_clip_folders(tmp_path / "LQ", ["000"], 2, 4, 4, seed=1)
+    options = tmp_path / "run.yml"
+    options.write_text(f"name: run\nnetwork_g: {TINY}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(main_reds, ["--opt", str(options), "--weights", str(path), "--gt-root", str(tmp_path / "GT"),
+                               "--lq-root", str(tmp_path / "LQ"), "--clips", "000", "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and str(path) in err
+    assert "Traceback" not in err and "weights_only" not in err and not marker.exists()

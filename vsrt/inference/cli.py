@@ -246,10 +246,12 @@ def run_script(main: Any, argv: list[str] | None = None) -> None:
     try:
         main(argv)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        if isinstance(err, RuntimeError):  # only a checksum mismatch is expected; zoo imports torch
+        if isinstance(err, RuntimeError):  # only a checksum mismatch or a refused checkpoint is expected
             from vsrt.zoo import ChecksumError
 
-            if not isinstance(err, ChecksumError):
+            safe_load = sys.modules.get("vsrt.utils.safe_load")  # loaded with the weights
+            refused = safe_load is not None and isinstance(err, safe_load.CheckpointError)
+            if not (isinstance(err, ChecksumError) or refused):
                 raise
         print(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
         raise SystemExit(2) from None
