@@ -85,9 +85,25 @@ class WindowAttention3D(nn.Module):
         return self.relative_position_index.shape[0]
 
     def position_bias(self) -> torch.Tensor:
-        """``(heads, Nq, N)`` bias from the table."""
-        bias = self.relative_position_bias_table[self.relative_position_index]  # (Nq, N, heads)
-        return rearrange(bias, "q k h -> h q k")
+        """``(heads, Nq, N)`` bias from the table.
+
+        Without gradients (inference) the gathered bias is kept and reused until the table or the index
+        changes (an optimizer step, ``load_state_dict`` or a move bumps the version or the storage), so a
+        recurrent network gathers it once per block instead of once per block call. With gradients, and
+        while compiling, it is gathered every call (the graph needs the gather)."""
+        table, index = self.relative_position_bias_table, self.relative_position_index
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return rearrange(table[index], "q k h -> h q k")  # (Nq, N, heads) -> (heads, Nq, N)
+        try:
+            key = (table._version, index._version, table.data_ptr(), index.data_ptr(), table.device, table.dtype,
+                   torch.is_inference_mode_enabled())
+        except RuntimeError:  # inference tensors keep no version counter: nothing to key a cache on
+            return rearrange(table[index], "q k h -> h q k")
+        cached = self.__dict__.get("_bias_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, rearrange(table[index], "q k h -> h q k").contiguous())
+            self.__dict__["_bias_cache"] = cached
+        return cached[1]
 
     def project_split(self, query_tokens: torch.Tensor, key_tokens: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
