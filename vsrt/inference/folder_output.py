@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from vsrt.publish import publish
+
 MANIFEST = ".vsrt-frames.json"
 FRAME_NAME = re.compile(r"^\d{8}\.png$")
 
@@ -108,13 +110,11 @@ class FolderSink:
         pass
 
     def close(self) -> None:
-        from vsrt.inference.video_stream import _publish
-
         names = [frame_name(i) for i in range(self.count)]
         (self.tmp_path / MANIFEST).write_text(json.dumps({"written_by": "vsrt upscale", "frames": names}),
                                               encoding="utf-8")
         if not self.path.exists():
-            _publish(self.tmp_path, self.path)
+            publish(self.tmp_path, self.path)
             return
         listed = set(read_manifest(self.path))
         clash = [n for n in names if (self.path / n).exists() and n not in listed]

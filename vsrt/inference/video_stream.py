@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vsrt.inference.frame_range import STOP, WHOLE, FrameRange, FrameSelector
+from vsrt.publish import publish
 
 logger = logging.getLogger("vsrt")
 Timestamp = tuple[int, Fraction]
@@ -338,21 +339,13 @@ class VideoSink:
         if self.transcode_audio:
             self.container.mux(self.audio.encode(None))
         self.container.close()
-        _publish(self.tmp_path, self.path)
+        publish(self.tmp_path, self.path)
 
     def abort(self) -> None:
         if self.container is not None:
             with contextlib.suppress(Exception):  # the partial file is removed anyway
                 self.container.close()
         self.tmp_path.unlink(missing_ok=True)
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` to ``path`` with the permissions a plain new file would get (mkstemp uses 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod((0o777 if tmp.is_dir() else 0o666) & ~umask)
-    os.replace(tmp, path)
 
 
 def _container_takes(format_name: str, stream: Any) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vsrt.publish import publish
 from vsrt.utils.safe_load import read_checkpoint
 
 
@@ -30,19 +31,12 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
     _fsync_directory(path.parent)
-
-
-def _current_umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def _fsync_directory(folder: Path) -> None:
