@@ -98,9 +98,9 @@ class WindowAttention3D(nn.Module):
             key = (table._version, index._version, table.data_ptr(), index.data_ptr(), table.device, table.dtype,
                    torch.is_inference_mode_enabled())
         except RuntimeError:  # inference tensors keep no version counter: nothing to key a cache on
-            return rearrange(table[index], "q k h -> h q k")
+            key = None
         cached = self.__dict__.get("_bias_cache")
-        if cached is None or cached[0] != key:
+        if key is None or cached is None or cached[0] != key:
             cached = (key, rearrange(table[index], "q k h -> h q k").contiguous())
             self.__dict__["_bias_cache"] = cached
         return cached[1]
