@@ -103,3 +103,23 @@ def check_network_g(opt: dict[str, Any], source: str = "<options>") -> type:
                           + (" (network_g.upscale)" if "upscale" in inspect.signature(cls.__init__).parameters
                              else "") + "; make them agree")
     return cls
+
+
+def load_checked_options(args: Any, is_train: bool) -> tuple[dict[str, Any], list[str]]:
+    """The options of a ``vsrt.train`` / ``vsrt.test`` command line and their load notices, checked
+    before any data, folder or network is touched: ``--compile`` applied, ``imports`` imported (only as
+    allowed), ``network_g`` checked, ``val.tile`` and the runtime settings (compile, tf32,
+    cudnn_benchmark) validated."""
+    from vsrt.models.runtime import runtime_settings
+    from vsrt.models.video_recurrent_model import tile_config_from_options
+    from vsrt.options import allowed_imports, load_options
+    from vsrt.registry import import_user_modules
+
+    opt, notices = load_options(args.opt, is_train, args.force_yml, args.debug)
+    if args.compile:
+        opt["compile"] = opt.get("compile") or True
+    import_user_modules(allowed_imports(opt, args.allow_imports))
+    check_network_g(opt, args.opt)  # keys, value kinds and scale
+    tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])
+    runtime_settings(opt)
+    return opt, notices

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vsrt.options import allowed_imports, dict2str, load_options, parse_args
+from vsrt.options import dict2str, parse_args
 
 # torch and the rest are imported after the command line is parsed, so that argument errors come at once
 
@@ -35,23 +35,12 @@ def run_tests(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from vsrt.archs.scale import check_scale_supported, is_arbitrary_scale, parse_scale, scale_tag
-    from vsrt.option_checks import check_network_g
-    from vsrt.registry import import_user_modules
+    from vsrt.option_checks import load_checked_options
     from vsrt.utils.checkpoint import unwrap_model
     from vsrt.utils.dist import get_dist_info
     from vsrt.utils.logger import close_log_files, get_root_logger
 
-    opt, notices = load_options(args.opt, False, args.force_yml, args.debug)
-    if args.compile:
-        opt["compile"] = opt.get("compile") or True
-    import_user_modules(allowed_imports(opt, args.allow_imports))
-    check_network_g(opt, args.opt)  # keys, value kinds and scale, before any data
-    from vsrt.models.video_recurrent_model import tile_config_from_options
-
-    tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
-    from vsrt.models.runtime import runtime_settings
-
-    runtime_settings(opt)  # and on a bad compile / tf32 / cudnn_benchmark
+    opt, notices = load_checked_options(args, is_train=False)
     torch.manual_seed(int(opt.get("manual_seed") or 0))
     rank, _ = get_dist_info()
     results_root = Path(opt["path"]["results_root"])

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vsrt.options import dict2str, load_options, parse_args
+from vsrt.options import dict2str, parse_args
 
 if __name__ == "__main__":  # `python -m vsrt.train`: argument errors before the slow imports below
     parse_args(is_train=True)
@@ -27,9 +27,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from vsrt.experiment import clean_temporary_checkpoints, find_resume_state, prepare_folders, use_resumed_weights
-from vsrt.option_checks import check_network_g
-from vsrt.options import allowed_imports
-from vsrt.registry import import_user_modules
+from vsrt.option_checks import load_checked_options
 from vsrt.utils.dist import barrier, broadcast_object, get_dist_info, process_group
 from vsrt.utils.logger import (
     LOGGER_NAME,
@@ -110,18 +108,8 @@ def build_val_datasets(opt: dict[str, Any]) -> list[Any]:
 
 def train(args: argparse.Namespace) -> str:
     """Train from the parsed command line; returns the experiment folder."""
-    opt, notices = load_options(args.opt, True, args.force_yml, args.debug)
-    if args.compile:
-        opt["compile"] = opt.get("compile") or True
-    import_user_modules(allowed_imports(opt, args.allow_imports))
-    check_network_g(opt, args.opt)  # keys, value kinds and scale, before any data
+    opt, notices = load_checked_options(args, is_train=True)
     check_scalar_loggers(opt)
-    from vsrt.models.video_recurrent_model import tile_config_from_options
-
-    tile_config_from_options((opt.get("val") or {}).get("tile"), opt["network_g"])  # fail early on a bad val.tile
-    from vsrt.models.runtime import runtime_settings
-
-    runtime_settings(opt)  # and on a bad compile / tf32 / cudnn_benchmark
     rank, world_size = get_dist_info()
     seed = opt.get("manual_seed")
     if seed is None:
