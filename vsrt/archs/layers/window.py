@@ -115,6 +115,17 @@ class WindowIndex(NamedTuple):
     scatter: torch.Tensor
 
 
+def unmasked_first(masked: torch.Tensor, num_unmasked: int) -> torch.Tensor:
+    """Stable order of ``masked`` ``(nW,)`` bool: the indices of the False entries, then of the True ones.
+
+    The same as ``argsort(masked, stable=True)`` from two cumulative sums and one scatter, with no
+    sort (ONNX has no stable sort and the exported graph must not need one).
+    """
+    flag = masked.long()
+    rank = torch.where(masked, num_unmasked + flag.cumsum(0) - 1, (1 - flag).cumsum(0) - 1)  # (nW,)
+    return torch.empty_like(rank).scatter_(0, rank, torch.arange(rank.numel(), device=rank.device))
+
+
 def _build_window_index(padded: Size3, window_size: Size3, shift_size: Size3, frames: tuple[int, int],
                         size_hw: tuple[int, int], num_queries: int, device: torch.device | None) -> WindowIndex:
     grids = [p // ws for p, ws in zip(padded, window_size)]
@@ -127,7 +138,7 @@ def _build_window_index(padded: Size3, window_size: Size3, shift_size: Size3, fr
     num_unmasked = 1
     for g, k in zip(grids, cut):
         num_unmasked *= g - (k >= 0)
-    order = torch.argsort(masked.flatten().to(torch.uint8), stable=True)  # (nW,) unmasked first
+    order = unmasked_first(masked.flatten(), num_unmasked)  # (nW,)
     positions = torch.arange(padded[0] * padded[1] * padded[2], device=device).view(1, *padded, 1)
     if any(shift_size):
         positions = torch.roll(positions, shifts=tuple(-s for s in shift_size), dims=(1, 2, 3))
