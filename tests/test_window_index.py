@@ -64,3 +64,13 @@ def test_head_dim_padded_for_fused_kernels_gives_the_same_attention():
         got = scaled_dot_product(q, k, v, mask, 20 ** -0.5)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def test_unmasked_first_is_the_stable_argsort_of_the_mask():
+    from vsrt.archs.layers.window import unmasked_first
+
+    generator = torch.Generator().manual_seed(0)
+    for size in (1, 2, 7, 30):
+        masked = torch.rand(size, generator=generator) < 0.4
+        expected = torch.argsort(masked.to(torch.uint8), stable=True)
+        assert torch.equal(unmasked_first(masked, int((~masked).sum())), expected)
