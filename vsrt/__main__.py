@@ -1,4 +1,4 @@
-"""``python -m vsrt <command>``: demo, train, test (more commands in later releases)."""
+"""``python -m vsrt <command>``: demo, train, test, upscale, zoo, export."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ COMMANDS = {
     "test": ("vsrt.test", "test from an option file (same as python -m vsrt.test)"),
     "upscale": ("vsrt.inference.upscale", "upscale a video file or a folder of frames (streaming)"),
     "zoo": ("vsrt.zoo", "list or show the named model presets"),
+    "export": ("vsrt.export.cli", "export a network to ONNX or torch.export .pt2, checked against eager"),
 }
 
 
