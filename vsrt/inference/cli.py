@@ -49,8 +49,9 @@ VRT_DATASET_TILES = {
 }
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Model, device, precision and tiling options shared by the scripts and ``vsrt upscale``."""
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """Model, device, precision and tiling options shared by the scripts and ``vsrt upscale``; returns the
+    ``--opt`` / ``--model`` group (``vsrt upscale`` adds ``--onnx`` to it)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--opt", help="option file whose network_g (and path.pretrain_network_g) is used; "
                         "your own trained model: --opt its training option file --weights its net_g_*.pth")
@@ -80,6 +81,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     tiles.add_argument("--chunk-overlap", type=int, help="frames shared by neighbouring chunks")
     tiles.add_argument("--tile", type=int, nargs="+", metavar="PX", help="spatial tile size in LQ pixels: S or H W")
     tiles.add_argument("--tile-overlap", type=int, nargs="+", metavar="PX", help="overlap of tiles: O or OH OW")
+    return source
 
 
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:

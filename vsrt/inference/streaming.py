@@ -131,23 +131,33 @@ def calls_per_window(kind: str, tiles: TileConfig, frame_size: tuple[int, int], 
 
 def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Callable[..., torch.Tensor],
                    chunk: int, context: int, emit: Callable[[np.ndarray, Timestamp], None],
-                   progress: Any = None, calls_for: Callable[[int, tuple[int, int]], int] | None = None
-                   ) -> UpscaleStats:
+                   progress: Any = None, calls_for: Callable[[int, tuple[int, int]], int] | None = None,
+                   window: int = 0) -> UpscaleStats:
     """Upscale ``frames`` chunk by chunk and ``emit`` every output frame in order.
 
     ``runner(lq (t, c, h, w), frames=[...])`` returns the outputs of the listed frames of its
     window (:class:`vsrt.inference.runner.ClipRunner`). At most ``chunk + 2 * context`` input
     frames are held. ``progress`` counts output frames; a :class:`ChunkProgress` also moves
     within a chunk, by the network calls ``calls_for(out_frames, (h, w))`` that it takes.
+
+    ``window`` > 0 (an exported graph of that many frames): every call gets exactly ``window``
+    frames, ``context`` on each side of the chunk where the video allows, the window shifted
+    inwards at the video's ends (``chunk + 2 * context <= window``); a video shorter than
+    ``window`` is padded by repeating its last frame, whose outputs are dropped.
     """
     if chunk < 1 or context < 0:
         raise ValueError(f"chunk must be >= 1 and overlap >= 0, got {chunk} and {context}")
+    if window and chunk + 2 * context > window:
+        raise ValueError(f"--chunk {chunk} with --chunk-overlap {context} needs windows of {chunk + 2 * context} "
+                         f"frames; the model takes {window}")
     stats, start_time = UpscaleStats(), time.perf_counter()
     source = iter(frames)
     buffer: deque[tuple[np.ndarray, Timestamp]] = deque()
     buffer_start, next_out, exhausted = 0, 0, False
     while True:
         wanted_end = next_out + chunk + context
+        if window:  # the whole window, also when it is shifted right at the video's start
+            wanted_end = max(wanted_end, max(0, next_out - context) + window)
         while not exhausted and buffer_start + len(buffer) < wanted_end:
             item = next(source, None)
             if item is None:
@@ -161,12 +171,17 @@ def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Calla
             break
         out_end = min(next_out + chunk, available_end)
         window_start = max(0, next_out - context)
-        window = [buffer[i - buffer_start][0] for i in range(window_start, min(wanted_end, available_end))]
-        stats.max_window_frames = max(stats.max_window_frames, len(window))
+        window_end = min(wanted_end, available_end)
+        if window:  # shifted left at the video's end (the buffer holds the last `window` frames)
+            window_start = max(0, min(window_start, available_end - window))
+            window_end = min(window_start + window, available_end)
+        clip = [buffer[i - buffer_start][0] for i in range(window_start, window_end)]
+        clip += clip[-1:] * (window - len(clip))  # only a video shorter than the window
+        stats.max_window_frames = max(stats.max_window_frames, len(clip))
         chunked = isinstance(progress, ChunkProgress)
         if chunked:
-            progress.begin(out_end - next_out, calls_for(out_end - next_out, window[0].shape[:2]) if calls_for else 1)
-        lq = torch.stack([to_tensor(f) for f in window])  # (t, 3, h, w)
+            progress.begin(out_end - next_out, calls_for(out_end - next_out, clip[0].shape[:2]) if calls_for else 1)
+        lq = torch.stack([to_tensor(f) for f in clip])  # (t, 3, h, w)
         outputs = runner(lq, frames=range(next_out - window_start, out_end - window_start))
         del lq
         for k, index in enumerate(range(next_out, out_end)):
@@ -177,7 +192,7 @@ def upscale_stream(frames: Iterable[tuple[np.ndarray, Timestamp]], runner: Calla
         elif progress is not None:
             progress.update(out_end - next_out)
         next_out = out_end
-        while buffer and buffer_start < next_out - context:  # keep the left context of the next chunk
+        while buffer and buffer_start < next_out - max(context, window):  # the next window's left frames
             buffer.popleft()
             buffer_start += 1
     stats.seconds = time.perf_counter() - start_time

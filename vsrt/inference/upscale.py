@@ -3,6 +3,7 @@
     python -m vsrt upscale in.mp4 -o out.mp4 --model mia_vsr_reds --weights MIAVSR_REDS_x4.pth
     python -m vsrt upscale frames/ -o out_frames/ --opt options/test/X.yml --chunk 8 --tile 128
     python -m vsrt upscale in.mp4 -o out.mp4 --model savsr_vimeo --weights savsr_best.pth --target-size 1080x1920
+    python -m vsrt upscale in.mp4 -o out.mp4 --backend onnxruntime --onnx mia_vsr.onnx  # python -m vsrt export
 
 Frames are decoded, upscaled and encoded chunk by chunk, so memory depends on ``--chunk``,
 ``--chunk-overlap`` and ``--tile``, never on the video length. Every network call sees
@@ -121,6 +122,9 @@ def upscale(args: argparse.Namespace) -> Any:
     from vsrt.zoo import check_preset_name
 
     check_preset_name(args.model)  # a misspelt preset is reported before torch is imported
+    from vsrt.inference.exported_backend import check_backend
+
+    backend = check_backend(args)
 
     from vsrt.archs.tiling import TileConfig
     from vsrt.inference.cli import _pair
@@ -136,12 +140,23 @@ def upscale(args: argparse.Namespace) -> Any:
     output.parent.mkdir(parents=True, exist_ok=True)
     source = open_source(input_path, args.fps)
     try:
-        device = pick_device(args.device)
-        loaded = load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
-                            allow_download=not args.no_download)
-        spec = loaded.spec
-        tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
-                           size_multiple=spec.size_multiple)
+        window = 0  # frames of every network call, when the network fixes it (an exported graph)
+        if backend == "onnxruntime":
+            from vsrt.inference import exported_backend
+
+            device = pick_device("cpu")
+            loaded = exported_backend.load_exported_model(args.onnx)
+            spec = loaded.spec
+            tiles = exported_backend.exported_tiles(args, loaded.net.info, spec)
+            if loaded.net.info.scale and args.scale is None and target_size is None:  # the scale it was exported at
+                args.scale = "{},{}".format(*loaded.net.info.scale)
+        else:
+            device = pick_device(args.device)
+            loaded = load_model(opt=args.opt, model=args.model, weights=args.weights, device=device,
+                                allow_download=not args.no_download)
+            spec = loaded.spec
+            tiles = TileConfig(tile=_pair(args.tile) or 0, tile_overlap=_pair(args.tile_overlap) or 0,
+                               size_multiple=spec.size_multiple)
         if spec.kind == "interpolation":  # frame-rate doubling (vsrt.inference.interpolate)
             if args.report is not None:
                 raise ValueError(f"--report measures the chunk and tile borders of upscaling; {loaded.label} "
@@ -166,6 +181,10 @@ def upscale(args: argparse.Namespace) -> Any:
             if spec.kind == "sliding":
                 context = max(context, spec.num_frame // 2)
             chunk = _chunk_length(args.chunk)  # the runner checks that a window's outputs fit, at its first call
+            if backend == "onnxruntime":
+                chunk, context, window = exported_backend.exported_window(args, loaded.net.info, spec)
+                logger.info("chunks of %d frames with %d context frames each side, tiles of %dx%d", chunk, context,
+                            *tiles.tile)
 
             def calls_for(out_frames: int, size: tuple[int, int]) -> int:
                 return calls_per_window(spec.kind, tiles, size, out_frames)
@@ -175,7 +194,7 @@ def upscale(args: argparse.Namespace) -> Any:
             def process(frames: Iterable[tuple[np.ndarray, Timestamp]], emit: Callable[..., None], bar: Any) -> Any:
                 if report is not None:  # both streams go through the report on their way
                     frames, emit = report_streams(report, frames, emit)
-                return upscale_stream(frames, runner, chunk, context, emit, bar, calls_for)
+                return upscale_stream(frames, runner, chunk, context, emit, bar, calls_for, window)
 
             stats = _stream_to_sink(args, output, source, frame_range, runner, process)
             if report is not None:
@@ -283,7 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True,
                         help="video file (.mp4 .m4v .mov .mkv .avi), or a folder for PNG frames (a name without "
                         "a suffix, an existing folder, or a path ending in /); other suffixes are an error")
-    add_model_arguments(parser)
+    source = add_model_arguments(parser)
+    source.add_argument("--onnx", metavar="FILE",
+                        help="an exported model (python -m vsrt export) to run with ONNX Runtime instead")
+    parser.add_argument("--backend", choices=("pytorch", "onnxruntime"),
+                        help="what runs the network (default: onnxruntime with --onnx, else pytorch)")
     parser.add_argument("--codec", help="video codec (default libx264, else mpeg4)")
     parser.add_argument("--crf", type=int, help="constant rate factor (x264: 0-51, lower is better)")
     parser.add_argument("--bitrate", help="target bitrate, e.g. 8M")
