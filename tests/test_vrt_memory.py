@@ -20,23 +20,29 @@ def naive_window_attention(q, k, v, scale, bias, mask):
 
 
 def test_chunked_attention_is_window_attention(monkeypatch):
-    """Chunks that straddle samples (7 windows a chunk, nW = 4, n = 3) take each window's own mask."""
+    """Windows run sample by sample in chunks (2 windows a chunk, nW = 4, n = 3), each with its own mask;
+    the leading all-zero-mask windows (``num_unmasked``) run without one, in a chunk of their own."""
     g = torch.Generator().manual_seed(0)
     n, nw, heads, t, d = 3, 4, 2, 6, 5
     q, k, v = (torch.randn(n * nw, heads, t, d, generator=g) for _ in range(3))
     bias = torch.randn(heads, t, t, generator=g)
     mask = torch.where(torch.rand(nw, t, t, generator=g) < 0.3, -100.0, 0.0)
     mask[:, :, 0] = 0  # every query keeps a key
+    mask[0] = 0  # window order of window_index: the unmasked window first
     expected = naive_window_attention(q, k, v, d ** -0.5, bias, mask)
     whole = tmsa.attend(q, k, v, d ** -0.5, bias, mask)
-    monkeypatch.setattr(tmsa, "ATTENTION_CHUNK_LOGITS", 7 * heads * t * t)
+    monkeypatch.setattr(tmsa, "ATTENTION_CHUNK_LOGITS", 2 * heads * t * t)
     calls = []
-    real = tmsa._attend_windows
-    monkeypatch.setattr(tmsa, "_attend_windows", lambda q, *a: calls.append(q.shape[0]) or real(q, *a))
-    chunked = tmsa.attend(q, k, v, d ** -0.5, bias, mask)
-    assert calls == [7, 5]
+    real = tmsa.scaled_dot_product
+    monkeypatch.setattr(tmsa, "scaled_dot_product",
+                        lambda q, k, v, m, s: calls.append((q.shape[0], m.shape[0])) or real(q, k, v, m, s))
+    chunked = tmsa.attend(q, k, v, d ** -0.5, bias, mask, num_unmasked=1)
+    assert calls == [(1, 1), (2, 2), (1, 1)] * n  # (windows, mask windows): the unmasked one takes the bias alone
     torch.testing.assert_close(whole, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(chunked, expected, rtol=1e-5, atol=1e-5)
+    out = torch.zeros(n * nw, t, 2 * heads * d)  # written in place, into a view of a wider buffer
+    tmsa.attend(q, k, v, d ** -0.5, bias, mask, num_unmasked=1, out=out[:, :, heads * d:])
+    assert torch.equal(out[:, :, heads * d:], chunked) and not out[:, :, :heads * d].any()
 
 
 @pytest.mark.parametrize("batch", [1, 2])

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.execution import fused_head_dim
+from vsrt.archs.layers.execution import attention_window_chunk, fused_head_dim
 from vsrt.archs.layers.window import Size3, relative_position_index
 
 
@@ -40,6 +40,29 @@ def truncated_normal_(tensor: torch.Tensor, std: float, bound: float = 2.0) -> t
     100 sigma away, so a clamped normal draw is the same distribution and much faster."""
     with torch.no_grad():
         return tensor.normal_(0.0, std).clamp_(-bound, bound)
+
+
+def gathered_position_bias(owner: nn.Module, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``(heads, Nq, N)`` contiguous bias ``table[index]`` (``table`` ``(rows, heads)``, ``index`` ``(Nq, N)``).
+
+    Without gradients (inference) the gathered bias is kept on ``owner`` and reused until the table or the
+    index changes (an optimizer step, ``load_state_dict`` or a move bumps the version or the storage; the
+    index shape is part of the key, so a sliced index gets its own entry), so a recurrent network gathers
+    it once per block instead of once per block call. With gradients, and while compiling, it is gathered
+    every call (the graph needs the gather). Contiguous: a permuted bias added to a shift mask gives a
+    heads-last sum that SDPA copies again on every call."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return rearrange(table[index], "q k h -> h q k")  # (Nq, N, heads) -> (heads, Nq, N)
+    try:
+        key = (table._version, index._version, table.data_ptr(), index.data_ptr(), tuple(index.shape),
+               table.device, table.dtype, torch.is_inference_mode_enabled())
+    except RuntimeError:  # inference tensors keep no version counter: nothing to key a cache on
+        key = None
+    cached = owner.__dict__.get("_bias_cache")
+    if key is None or cached is None or cached[0] != key:
+        cached = (key, rearrange(table[index], "q k h -> h q k").contiguous())
+        owner.__dict__["_bias_cache"] = cached
+    return cached[1]
 
 
 class WindowAttention3D(nn.Module):
@@ -85,25 +108,8 @@ class WindowAttention3D(nn.Module):
         return self.relative_position_index.shape[0]
 
     def position_bias(self) -> torch.Tensor:
-        """``(heads, Nq, N)`` bias from the table.
-
-        Without gradients (inference) the gathered bias is kept and reused until the table or the index
-        changes (an optimizer step, ``load_state_dict`` or a move bumps the version or the storage), so a
-        recurrent network gathers it once per block instead of once per block call. With gradients, and
-        while compiling, it is gathered every call (the graph needs the gather)."""
-        table, index = self.relative_position_bias_table, self.relative_position_index
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return rearrange(table[index], "q k h -> h q k")  # (Nq, N, heads) -> (heads, Nq, N)
-        try:
-            key = (table._version, index._version, table.data_ptr(), index.data_ptr(), table.device, table.dtype,
-                   torch.is_inference_mode_enabled())
-        except RuntimeError:  # inference tensors keep no version counter: nothing to key a cache on
-            key = None
-        cached = self.__dict__.get("_bias_cache")
-        if key is None or cached is None or cached[0] != key:
-            cached = (key, rearrange(table[index], "q k h -> h q k").contiguous())
-            self.__dict__["_bias_cache"] = cached
-        return cached[1]
+        """``(heads, Nq, N)`` bias from the table (reused without gradients: :func:`gathered_position_bias`)."""
+        return gathered_position_bias(self, self.relative_position_bias_table, self.relative_position_index)
 
     def project_split(self, query_tokens: torch.Tensor, key_tokens: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -222,5 +228,31 @@ class WindowAttention3D(nn.Module):
         return out[keep]
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None, num_unmasked: int = 0) -> torch.Tensor:
-        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`)."""
-        return self.proj(self.attend(windows, mask, num_unmasked))
+        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`).
+
+        On the CPU the windows go through in chunks (:func:`attention_window_chunk`): every window's
+        arithmetic is the same, only fewer of them are in flight at once."""
+        chunk = attention_window_chunk(windows, windows.shape[1])
+        if chunk is None or windows.shape[0] <= chunk:
+            return self.proj(self.attend(windows, mask, num_unmasked))
+        return torch.cat([self.proj(self.attend(windows[start:stop], part_mask))
+                          for start, stop, part_mask in window_chunks(windows.shape[0], mask, num_unmasked, chunk)])
+
+
+def window_chunks(num_windows_total: int, mask: torch.Tensor | None, num_unmasked: int, chunk: int
+                  ) -> list[tuple[int, int, torch.Tensor | None]]:
+    """``(start, stop, mask rows or None)`` covering ``n*nW`` sample-major windows, at most ``chunk`` each.
+
+    A chunk never mixes samples or the unmasked windows (the first ``num_unmasked`` of a sample, which
+    get None) with the masked ones (which get their ``(stop - start, Nq, N)`` rows of ``mask``).
+    """
+    if mask is None:
+        return [(s, min(s + chunk, num_windows_total), None) for s in range(0, num_windows_total, chunk)]
+    nw = mask.shape[0]
+    parts = []
+    for first in range(0, num_windows_total, nw):
+        for lo, hi in ((0, num_unmasked), (num_unmasked, nw)):
+            for s in range(lo, hi, chunk):
+                e = min(s + chunk, hi)
+                parts.append((first + s, first + e, None if hi == num_unmasked else mask[s:e]))
+    return parts

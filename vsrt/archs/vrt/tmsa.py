@@ -13,8 +13,11 @@ bias, a sine position encoding instead). Parameter names (``qkv_self``, ``qkv_mu
 Differences from the official code: stages pass channel-last tensors (the official one
 permutes to channel-first between modules; the values are the same); attention uses
 ``F.scaled_dot_product_attention`` over chunks of windows (bounded memory at any tile size);
-the shifted-window mask is rebuilt per call instead of being held in an ``lru_cache``; the
-unused ``input_resolution`` arguments are gone.
+roll + window partition and window reverse + roll + crop are one cached gather each
+(:func:`window_index`), which puts the windows without a shift mask first: those attend with the
+position bias alone, only the others get ``bias + mask``; the gathered bias is reused without
+gradients; the shifted-window mask is rebuilt per group call instead of being held in an
+``lru_cache``; the unused ``input_resolution`` arguments are gone.
 """
 
 from __future__ import annotations
@@ -29,15 +32,14 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vsrt.archs.layers.attention import scaled_dot_product
+from vsrt.archs.layers.attention import gathered_position_bias, scaled_dot_product
 from vsrt.archs.layers.mlp import DropPath
 from vsrt.archs.layers.window import (
     Size3,
     pad_to_windows,
     relative_position_index,
     shifted_window_mask,
-    window_partition,
-    window_reverse,
+    window_index,
 )
 
 
@@ -80,39 +82,37 @@ def sine_position_encoding(height: int, width: int, num_pos_feats: int,
 ATTENTION_CHUNK_LOGITS = 2**26
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-           bias: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: torch.Tensor | None,
+           mask: torch.Tensor | None, num_unmasked: int = 0, out: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax attention inside windows, in chunks of windows (see ``ATTENTION_CHUNK_LOGITS``).
 
-    ``q, k, v``: ``(n*nW, heads, t, head_dim)``; ``bias``: ``(heads, t, t)`` or None;
-    ``mask``: ``(nW, t, t)`` additive or None. Returns ``(n*nW, t, heads*head_dim)``.
+    ``q, k, v``: ``(n*nW, heads, t, head_dim)``, windows sample-major; ``bias``: ``(heads, t, t)`` or
+    None; ``mask``: ``(nW, t, t)`` additive or None, windows in :func:`window_index` order: the first
+    ``num_unmasked`` are all zero and attend with the bias alone, so only the others get a per-window
+    ``bias + mask`` (``nW*heads*t*t`` floats otherwise). ``out``: ``(n*nW, t, heads*head_dim)`` to
+    write into (a view into a wider buffer is fine), else a new tensor. Returns ``out``.
     """
-    windows, heads, queries, _ = q.shape
+    windows, heads, queries, head_dim = q.shape
+    if out is None:
+        out = q.new_empty(windows, queries, heads * head_dim)
     step = max(1, ATTENTION_CHUNK_LOGITS // (heads * queries * k.shape[2]))
-    if windows <= step:
-        return _attend_windows(q, k, v, scale, bias, mask)
-    chunks = []
-    for start in range(0, windows, step):
-        stop = min(start + step, windows)
-        # windows are sample-major: window b takes mask[b % nW]
-        chunk_mask = None if mask is None else mask[torch.arange(start, stop, device=mask.device) % mask.shape[0]]
-        chunks.append(_attend_windows(q[start:stop], k[start:stop], v[start:stop], scale, bias, chunk_mask))
-    return torch.cat(chunks)
-
-
-def _attend_windows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                    bias: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
-    """:func:`attend` in one SDPA call."""
-    # masks are kept 4-D: SDPA's fused CPU kernel rejects 3-D ones
-    attn_mask = None if bias is None else bias.to(q.dtype).unsqueeze(0)  # (1, heads, t, t)
-    if mask is not None:
-        nw = mask.shape[0]
-        shift_mask = mask.to(q.dtype).unsqueeze(1)  # (nW, 1, t, t)
-        attn_mask = shift_mask if attn_mask is None else attn_mask + shift_mask  # (nW, heads|1, t, t)
-        # windows are sample-major: (nW, ., t, t) -> (n*nW, ., t, t) (a view when n == 1)
-        attn_mask = attn_mask.expand(q.shape[0] // nw, *attn_mask.shape).flatten(0, 1)
-    out = scaled_dot_product(q, k, v, attn_mask, scale)
-    return rearrange(out, "b h t d -> b t (h d)")
+    if mask is None:  # one run over all samples' windows
+        per_sample, runs = windows, [(0, windows, False)]
+    else:
+        per_sample, runs = mask.shape[0], [(0, num_unmasked, False), (num_unmasked, mask.shape[0], True)]
+    for first in range(0, windows, per_sample):
+        for lo, hi, masked in runs:
+            for start in range(lo, hi, step):
+                stop = min(start + step, hi)
+                part = slice(first + start, first + stop)
+                attn_mask = None if bias is None else bias.to(q.dtype).unsqueeze(0)  # (1, heads, t, t)
+                if masked:  # 4-D masks keep SDPA on its fused CPU kernel (3-D ones fall back)
+                    window_mask = mask[start:stop].to(q.dtype).unsqueeze(1)  # (b, 1, t, t)
+                    attn_mask = window_mask if attn_mask is None else attn_mask + window_mask
+                # (b, t, heads*d) viewed as (b, heads, t, d): the result is written in place
+                out[part].unflatten(-1, (heads, head_dim)).transpose(1, 2).copy_(
+                    scaled_dot_product(q[part], k[part], v[part], attn_mask, scale))
+    return out
 
 
 class MutualSelfAttention(nn.Module):
@@ -143,25 +143,28 @@ class MutualSelfAttention(nn.Module):
     def _split_heads(self, qkv: torch.Tensor) -> torch.Tensor:
         return rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
 
-    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        num_tokens = windows.shape[1]
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None,
+                num_unmasked: int = 0) -> torch.Tensor:
+        """``mask`` in :func:`window_index` order, its first ``num_unmasked`` windows all zero."""
+        num_windows, num_tokens, dim = windows.shape
         # a window clamped to a small input keeps the leading block of the full-window index
         index = self.relative_position_index[:num_tokens, :num_tokens]
-        bias = rearrange(self.relative_position_bias_table[index], "q k h -> h q k")
+        bias = gathered_position_bias(self, self.relative_position_bias_table, index)  # (heads, N, N)
         q, k, v = self._split_heads(self.qkv_self(windows))
-        out = attend(q, k, v, self.scale, bias, mask)
         if not self.mut_attn:
-            return self.proj(out)
+            return self.proj(attend(q, k, v, self.scale, bias, mask, num_unmasked))
 
+        # proj maps [mutual, self] (2C) to C: the three attentions write their parts of one buffer
+        both = q.new_empty(num_windows, num_tokens, 2 * dim)
+        attend(q, k, v, self.scale, bias, mask, num_unmasked, out=both[:, :, dim:])
         q, k, v = self._split_heads(self.qkv_mut(windows + self.position_bias.repeat(1, 2, 1)))
         (q1, q2), (k1, k2), (v1, v2) = (t.chunk(2, dim=2) for t in (q, k, v))
         half = num_tokens // 2
         # the official code masks both directions with the frame-1 x frame-1 block
         half_mask = None if mask is None else mask[:, :half, :half]
-        frame1_aligned = attend(q2, k1, v1, self.scale, None, half_mask)
-        frame2_aligned = attend(q1, k2, v2, self.scale, None, half_mask)
-        mutual = torch.cat([frame1_aligned, frame2_aligned], dim=1)  # (n*nW, N, C)
-        return self.proj(torch.cat([mutual, out], dim=2))
+        attend(q2, k1, v1, self.scale, None, half_mask, num_unmasked, out=both[:, :half, :dim])  # frame 1 aligned
+        attend(q1, k2, v2, self.scale, None, half_mask, num_unmasked, out=both[:, half:, :dim])  # frame 2 aligned
+        return self.proj(both)
 
 
 class GEGLUMlp(nn.Module):
@@ -186,7 +189,7 @@ class TMSA(nn.Module):
     """One pre-norm transformer block: (shifted) window attention then the GEGLU MLP.
 
     ``forward(x (n, d, h, w, c), mask) -> (n, d, h, w, c)``; ``mask`` is the shifted-window
-    mask of the (clamped) window, used only when this block shifts.
+    mask of the (clamped) window in :func:`window_index` order, used only when this block shifts.
     """
 
     # what vsrt.utils.compile compiles: the two residual branches (activation checkpointing
@@ -211,19 +214,16 @@ class TMSA(nn.Module):
         self.mlp = GEGLUMlp(dim, int(dim * mlp_ratio))
 
     def _attention_branch(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        n, d, h, w, _ = x.shape
+        n, d, h, w, c = x.shape
         window, shift = clamp_window((d, h, w), self.window_size, self.shift_size)
         # padded tokens are zeros after the norm and are not masked (as the official code)
-        x = pad_to_windows(self.norm1(x), window)
-        padded = x.shape[1:4]
-        shifted = any(shift)
-        if shifted:
-            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-        windows = self.attn(window_partition(x, window), mask if shifted else None)
-        x = window_reverse(windows, window, n, padded)  # (n, D, H, W, c) padded
-        if shifted:
-            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
-        return self.drop_path(x[:, :d, :h, :w])
+        tokens = pad_to_windows(self.norm1(x), window)  # (n, D, H, W, c)
+        num_tokens = window[0] * window[1] * window[2]
+        # roll by -shift + window partition, and window reverse + roll back + crop: one gather each
+        index = window_index(tuple(tokens.shape[1:4]), window, shift, (0, d), (h, w), num_tokens, x.device)
+        windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
+        windows = self.attn(windows, mask if any(shift) else None, index.num_unmasked)
+        return self.drop_path(windows.view(n, -1, c).index_select(1, index.scatter).view(n, d, h, w, c))
 
     def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop_path(self.mlp(self.norm2(x)))
@@ -266,9 +266,10 @@ class TMSAG(nn.Module):
         size = tuple(x.shape[1:4])
         window, shift = clamp_window(size, self.window_size, self.shift_size)
         mask = None
-        if len(self.blocks) > 1 and any(shift):
+        if len(self.blocks) > 1 and any(shift):  # (nW, N, N) in the window order of the shifted blocks
             padded = tuple(math.ceil(s / w) * w for s, w in zip(size, window))
-            mask = shifted_window_mask(padded, window, shift, device=x.device)
+            order = window_index(padded, window, shift, (0, size[0]), size[1:], math.prod(window), x.device).order
+            mask = shifted_window_mask(padded, window, shift, device=x.device).index_select(0, order)
         for block in self.blocks:
             x = block(x, mask)
         return x
