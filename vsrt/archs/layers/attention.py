@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.execution import attention_window_chunk, fused_head_dim
+from vsrt.archs.layers.execution import fused_head_dim
 from vsrt.archs.layers.window import Size3, relative_position_index
 
 
@@ -228,31 +228,5 @@ class WindowAttention3D(nn.Module):
         return out[keep]
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None, num_unmasked: int = 0) -> torch.Tensor:
-        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`).
-
-        On the CPU the windows go through in chunks (:func:`attention_window_chunk`): every window's
-        arithmetic is the same, only fewer of them are in flight at once."""
-        chunk = attention_window_chunk(windows, windows.shape[1])
-        if chunk is None or windows.shape[0] <= chunk:
-            return self.proj(self.attend(windows, mask, num_unmasked))
-        return torch.cat([self.proj(self.attend(windows[start:stop], part_mask))
-                          for start, stop, part_mask in window_chunks(windows.shape[0], mask, num_unmasked, chunk)])
-
-
-def window_chunks(num_windows_total: int, mask: torch.Tensor | None, num_unmasked: int, chunk: int
-                  ) -> list[tuple[int, int, torch.Tensor | None]]:
-    """``(start, stop, mask rows or None)`` covering ``n*nW`` sample-major windows, at most ``chunk`` each.
-
-    A chunk never mixes samples or the unmasked windows (the first ``num_unmasked`` of a sample, which
-    get None) with the masked ones (which get their ``(stop - start, Nq, N)`` rows of ``mask``).
-    """
-    if mask is None:
-        return [(s, min(s + chunk, num_windows_total), None) for s in range(0, num_windows_total, chunk)]
-    nw = mask.shape[0]
-    parts = []
-    for first in range(0, num_windows_total, nw):
-        for lo, hi in ((0, num_unmasked), (num_unmasked, nw)):
-            for s in range(lo, hi, chunk):
-                e = min(s + chunk, hi)
-                parts.append((first + s, first + e, None if hi == num_unmasked else mask[s:e]))
-    return parts
+        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`)."""
+        return self.proj(self.attend(windows, mask, num_unmasked))
