@@ -9,6 +9,7 @@ import torch
 
 from helpers import VENDORED_PARITY, golden_view, parity_cases
 from vsrt.archs import build_network
+from vsrt.archs.layers import winograd
 from vsrt.archs.savsr import sr_size
 from vsrt.archs.savsr_arch import SAVSR, branch_frame_indices
 
@@ -57,6 +58,29 @@ def test_parity_with_set_scale(path: Path) -> None:
     model.set_scale(tuple(case["forward_kwargs"]["__set_scale__"]))
     with torch.no_grad():
         out = model(*case["inputs"].values())
+    assert_close_to_case(out, case)
+
+
+@pytest.mark.skipif(not torch._nnpack_available(), reason="PyTorch built without NNPACK")
+@pytest.mark.parametrize("path", CASES)
+def test_parity_through_winograd(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 3x3 convolution through the CPU Winograd path (the fixtures' frames are smaller than the size
+    from which it is used by default): still the official output within the fixture's tolerance."""
+    monkeypatch.setattr(winograd, "MIN_PIXELS", 1)
+    calls = [0]
+    nnpack = torch._nnpack_spatial_convolution
+
+    def counted(*args):
+        calls[0] += 1
+        return nnpack(*args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    case = load_case(path)
+    model = build_case_model(case)
+    with torch.no_grad():
+        out = model(case["inputs"]["x"], scale=tuple(case["forward_kwargs"]["__set_scale__"]))
+    num_3x3 = sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in model.modules())
+    assert calls[0] >= num_3x3
     assert_close_to_case(out, case)
 
 

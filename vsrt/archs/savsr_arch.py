@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsrt.archs.layers.winograd import Conv2d
 from vsrt.archs.savsr.blocks import OSAdapt, ResidualGroup
 from vsrt.archs.savsr.scale import Scale, as_scale_pair, sr_size
 from vsrt.archs.savsr.upsample import STAUpsample
@@ -109,15 +110,15 @@ class SAVSR(nn.Module):
         self.p2f_win = WindowUnitL1(num_in_ch, num_feat, win_size=slid_win, num_block=w1_num_block)
         self.h_win = nn.ModuleList([WindowUnitL2(num_feat, win_size=size, fusion_win=fusion_win,
                                                  num_block=w2_num_block) for size in fusion_sizes])
-        self.h_win_conv_h = nn.Conv2d(num_feat * 2, num_feat, 3, 1, 1)
+        self.h_win_conv_h = Conv2d(num_feat * 2, num_feat, 3, 1, 1)
         # 2. reconstruction trunk (an OSAdapt after every residual group)
         self.RG = nn.ModuleList([ResidualGroup(num_feat, n_resblocks) for _ in range(n_resgroups)])
         self.adapt = nn.ModuleList([OSAdapt(num_feat) for _ in range(n_resgroups)])
         self.gamma = nn.Parameter(torch.ones(1))
-        self.conv_last = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = Conv2d(num_feat, num_feat, 3, 1, 1)
         # 3. arbitrary-scale upsampling
         self.upsample = STAUpsample(num_feat)
-        self.tail = nn.Conv2d(num_feat, num_in_ch, 3, 1, 1)
+        self.tail = Conv2d(num_feat, num_in_ch, 3, 1, 1)
 
     def _check_config(self, fusion_win: int) -> list[int]:
         """Reject configurations that crash in the official forward; return the level-2 window sizes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vsrt.archs.layers.winograd import Conv2d
 from vsrt.archs.savsr.osconv import OSConv2d, SingleValueSafeBatchNorm2d
 
 
@@ -30,9 +31,9 @@ class RCAB(nn.Module):
     def __init__(self, num_feat: int, squeeze_factor: int = 16) -> None:
         super().__init__()
         self.rcab = nn.Sequential(
-            nn.Conv2d(num_feat, num_feat, 3, 1, 1),
+            Conv2d(num_feat, num_feat, 3, 1, 1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(num_feat, num_feat, 3, 1, 1),
+            Conv2d(num_feat, num_feat, 3, 1, 1),
             ChannelAttention(num_feat, squeeze_factor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,7 @@ class ResidualGroup(nn.Module):
     def __init__(self, num_feat: int, num_block: int, squeeze_factor: int = 16) -> None:
         super().__init__()
         self.residual_group = nn.Sequential(*[RCAB(num_feat, squeeze_factor) for _ in range(num_block)])
-        self.conv = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv = Conv2d(num_feat, num_feat, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(self.residual_group(x))
@@ -63,12 +64,12 @@ class OSAdapt(nn.Module):
         super().__init__()
         hidden = channels // ratio
         self.mask = nn.Sequential(
-            nn.Conv2d(channels, hidden, 3, 1, 1), SingleValueSafeBatchNorm2d(hidden), nn.ReLU(inplace=True),
+            Conv2d(channels, hidden, 3, 1, 1), SingleValueSafeBatchNorm2d(hidden), nn.ReLU(inplace=True),
             nn.AvgPool2d(2),
-            nn.Conv2d(hidden, hidden, 3, 1, 1), SingleValueSafeBatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, 1, 1), SingleValueSafeBatchNorm2d(hidden), nn.ReLU(inplace=True),
+            Conv2d(hidden, hidden, 3, 1, 1), SingleValueSafeBatchNorm2d(hidden), nn.ReLU(inplace=True),
+            Conv2d(hidden, hidden, 3, 1, 1), SingleValueSafeBatchNorm2d(hidden), nn.ReLU(inplace=True),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            nn.Conv2d(hidden, 1, 3, 1, 1), SingleValueSafeBatchNorm2d(1), nn.Sigmoid())
+            Conv2d(hidden, 1, 3, 1, 1), SingleValueSafeBatchNorm2d(1), nn.Sigmoid())
         self.adapt = OSConv2d(channels, channels, kernel_size=3)
 
     def forward(self, x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:

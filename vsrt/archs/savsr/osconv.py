@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vsrt.archs.layers.winograd import conv2d
 from vsrt.archs.savsr.scale import inverse_scale
 
 
@@ -97,9 +98,15 @@ class OSConv2d(nn.Module):
         routed = self.scale_routing(torch.cat((scale_info, x.mean(dim=(2, 3))), dim=1))  # (b, in)
         channel, filters, spatial, kernel = self.attention(routed[..., None, None])
 
-        # One kernel per sample: sum over the bank of (spatial * kernel * weight).
-        weight = (spatial * kernel * self.weight.unsqueeze(0)).sum(dim=1)  # (b, out, in, k, k)
+        # One kernel per sample: the bank mixed by the kernel attention (one matrix product), then
+        # scaled by the spatial, input-channel and output-channel attentions. Officially the two channel
+        # attentions scale the feature maps (x * channel before, out * filters after the convolution);
+        # folded into the (b, out, in, k, k) kernel they cost a kernel's size instead of a feature map's.
+        bank = rearrange(self.weight, "n o i kh kw -> n (o i kh kw)")
+        mixed = (kernel.view(b, -1) @ bank).view(b, *self.weight.shape[1:])  # (b, out, in, k, k)
+        weight = mixed * spatial.view(b, 1, 1, *spatial.shape[-2:]) * channel.view(b, 1, -1, 1, 1) \
+            * filters.view(b, -1, 1, 1, 1)
         # A grouped convolution runs every sample with its own kernel.
-        x = rearrange(x * channel, "b c h w -> 1 (b c) h w")
-        out = F.conv2d(x, rearrange(weight, "b o i kh kw -> (b o) i kh kw"), padding=self.padding, groups=b)
-        return rearrange(out, "1 (b o) h w -> b o h w", b=b) * filters
+        out = conv2d(rearrange(x, "b c h w -> 1 (b c) h w"),
+                       rearrange(weight, "b o i kh kw -> (b o) i kh kw"), padding=self.padding, groups=b)
+        return rearrange(out, "1 (b o) h w -> b o h w", b=b)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsrt.archs.layers.winograd import Conv2d
 from vsrt.archs.savsr.osconv import OSConv2d
 
 
@@ -26,12 +27,12 @@ class MultiInputResidualBlock(nn.Module):
 
     def __init__(self, num_feat: int, num_inputs: int, use_osconv: bool) -> None:
         super().__init__()
-        self.conv0 = nn.Sequential(*[nn.Conv2d(num_feat, num_feat, 3, 1, 1) for _ in range(num_inputs)])
+        self.conv0 = nn.Sequential(*[Conv2d(num_feat, num_feat, 3, 1, 1) for _ in range(num_inputs)])
         if use_osconv:
             self.osconv = OSConv2d(num_feat * num_inputs, num_feat, kernel_size=3)
         else:
             self.conv1 = nn.Conv2d(num_feat * num_inputs, num_feat, 1)
-        self.conv2 = nn.Sequential(*[nn.Conv2d(num_feat * 2, num_feat, 3, 1, 1) for _ in range(num_inputs)])
+        self.conv2 = nn.Sequential(*[Conv2d(num_feat * 2, num_feat, 3, 1, 1) for _ in range(num_inputs)])
         self.use_osconv = use_osconv
 
     def forward(self, feats: list[torch.Tensor], scale: tuple[float, float]) -> list[torch.Tensor]:
@@ -53,12 +54,12 @@ class WindowUnitL1(nn.Module):
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, win_size: int = 3, num_block: int = 4) -> None:
         super().__init__()
-        self.conv_c = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.conv_sup = nn.Conv2d(num_in_ch * (win_size - 1), num_feat, 3, 1, 1)
+        self.conv_c = Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.conv_sup = Conv2d(num_in_ch * (win_size - 1), num_feat, 3, 1, 1)
         # Three inputs (centre, support, hidden state) whatever the window size.
         self.blocks = nn.ModuleList(
             [MultiInputResidualBlock(num_feat, 3, use_osconv=i > 0) for i in range(num_block)])
-        self.merge = nn.Conv2d(3 * num_feat, num_feat, 3, 1, 1)
+        self.merge = Conv2d(3 * num_feat, num_feat, 3, 1, 1)
 
     def forward(self, frames: torch.Tensor, hidden: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
         """``frames`` ``(b, win, c, h, w)``, ``hidden`` ``(b, C, h, w)`` -> new hidden ``(b, C, h, w)``."""
@@ -77,10 +78,10 @@ class WindowUnitL2(nn.Module):
     def __init__(self, num_feat: int = 64, win_size: int = 5, fusion_win: int = 3, num_block: int = 2) -> None:
         super().__init__()
         self.fusion_win = fusion_win
-        self.conv_h = nn.Sequential(*[nn.Conv2d(num_feat * 2, num_feat, 3, 1, 1) for _ in range(win_size)])
+        self.conv_h = nn.Sequential(*[Conv2d(num_feat * 2, num_feat, 3, 1, 1) for _ in range(win_size)])
         self.blocks = nn.ModuleList(
             [MultiInputResidualBlock(num_feat, fusion_win, use_osconv=True) for _ in range(num_block)])
-        self.merge = nn.Conv2d(fusion_win * num_feat, num_feat * 2, 3, 1, 1)
+        self.merge = Conv2d(fusion_win * num_feat, num_feat * 2, 3, 1, 1)
 
     def forward(self, feats: list[torch.Tensor], scale: tuple[float, float]) -> list[torch.Tensor]:
         if len(feats) != len(self.conv_h):

@@ -1,0 +1,115 @@
+"""vsrt.archs.layers.winograd: the CPU Winograd (NNPACK) path of 3x3 convolutions and its fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsrt.archs.layers import winograd
+from vsrt.archs.layers.winograd import Conv2d, conv2d, winograd_applies
+
+needs_nnpack = pytest.mark.skipif(not torch._nnpack_available(), reason="PyTorch built without NNPACK")
+
+
+def make_conv(cin: int = 16, cout: int = 8, **kwargs) -> tuple[nn.Conv2d, Conv2d]:
+    torch.manual_seed(0)
+    reference = nn.Conv2d(cin, cout, 3, **{"stride": 1, "padding": 1, **kwargs})
+    fast = Conv2d(cin, cout, 3, **{"stride": 1, "padding": 1, **kwargs})
+    fast.load_state_dict(reference.state_dict(), strict=True)
+    return reference, fast
+
+
+def count_nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    original = torch._nnpack_spatial_convolution
+
+    def counted(*args):
+        calls[0] += 1
+        return original(*args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    return calls
+
+
+@needs_nnpack
+def test_winograd_path_matches_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    reference, fast = make_conv(16, 8)
+    x = torch.randn(2, 16, 33, 40)  # odd sizes, batch of two
+    calls = count_nnpack_calls(monkeypatch)
+    with torch.no_grad():
+        out = fast(x)
+        want = F.conv2d(x.double(), reference.weight.double(), reference.bias.double(), padding=1)
+    assert calls[0] == 1
+    assert out.shape == want.shape == (2, 8, 33, 40)
+    # float32 rounding of the transform: far below any visible change, far above a wrong result
+    assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
+    assert not torch.equal(out, reference(x).detach()), "the Winograd path was not taken"
+
+
+@pytest.mark.parametrize("case", ["grad", "autocast", "small", "stride", "groups", "padding", "float64",
+                                  "flags_off", "reflect"])
+def test_fallbacks_are_the_standard_convolution(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    kwargs = {"stride": {"stride": 2}, "groups": {"groups": 2}, "padding": {"padding": 0},
+              "reflect": {"padding_mode": "reflect"}}.get(case, {})
+    reference, fast = make_conv(16, 8, **kwargs)
+    x = torch.randn(1, 16, 8 if case == "small" else 32, 32)
+    if case == "float64":
+        reference, fast, x = reference.double(), fast.double(), x.double()
+    calls = count_nnpack_calls(monkeypatch)
+    with torch.no_grad():
+        want = reference(x)
+    if case == "grad":
+        out = fast(x)  # parameters require grad: the graph and backward of the direct convolution
+        assert out.grad_fn is not None
+    elif case == "autocast":
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out, want = fast(x), reference(x)
+        assert out.dtype == torch.bfloat16
+    elif case == "flags_off":
+        with torch.no_grad(), torch.backends.nnpack.flags(enabled=False):
+            out = fast(x)
+    else:
+        with torch.no_grad():
+            out = fast(x)
+    assert calls[0] == 0
+    assert torch.equal(out, want)
+
+
+def test_winograd_applies_needs_enough_pixels_and_cpu_float32() -> None:
+    weight = torch.randn(8, 16, 3, 3)
+    with torch.no_grad():
+        side = int(winograd.MIN_PIXELS ** 0.5)
+        assert winograd_applies(torch.randn(1, 16, side, side), weight, padding=1) == torch._nnpack_available()
+        assert not winograd_applies(torch.randn(1, 16, side - 1, side), weight, padding=1)
+        assert not winograd_applies(torch.randn(1, 16, side, side, dtype=torch.float16), weight, padding=1)
+        assert not winograd_applies(torch.randn(16, side, side), weight, padding=1)  # unbatched input
+        assert not winograd_applies(torch.randn(1, 16, side, side), torch.randn(8, 16, 5, 5), padding=1)
+
+
+def test_same_state_dict_as_nn_conv2d() -> None:
+    reference, fast = make_conv(4, 6)
+    assert list(fast.state_dict()) == list(reference.state_dict()) == ["weight", "bias"]
+    assert isinstance(fast, nn.Conv2d)
+
+
+@needs_nnpack
+def test_export_keeps_the_standard_convolution() -> None:
+    _, fast = make_conv(16, 8)
+    with torch.no_grad():
+        program = torch.export.export(fast.eval(), (torch.randn(1, 16, 32, 32),))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert not any("nnpack" in target for target in targets)
+    assert any("conv" in target for target in targets)
+
+
+@needs_nnpack
+def test_functional_conv2d_bias_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, weight = torch.randn(1, 16, 32, 32), torch.randn(8, 16, 3, 3)
+    calls = count_nnpack_calls(monkeypatch)
+    with torch.no_grad():
+        out = conv2d(x, weight, None, padding=1)
+    assert calls[0] == 1
+    want = F.conv2d(x.double(), weight.double(), padding=1)
+    assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
