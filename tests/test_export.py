@@ -115,12 +115,25 @@ def test_savsr_export_is_fixed_to_its_scale(tmp_path):
         exported(clip, scale=4)
 
 
+def test_fp16_export_takes_and_gives_half_precision(tmp_path):
+    net, source = write_tiny_options(tmp_path, "SAVSR")
+    out = tmp_path / "savsr16.pt2"
+    result = export_main([*source, "--frames", "5", "--size", "16", "16", "--precision", "fp16", "-o", str(out)])
+    info = read_info(out)
+    assert info.precision == "fp16" and info.dtype == torch.float16 and result["max_abs_diff"] <= 2e-2
+    clip = verification_clip(info).float()
+    with torch.no_grad():  # the fp16 graph against the fp32 network
+        assert (load_exported(out)(clip, scale=4) - net(clip, scale=4)).abs().max() < 2e-2
+
+
 @pytest.mark.parametrize(("name", "arguments", "message"), [
     ("BasicVSR", ["--frames", "3", "--size", "16", "16", "-o", "x.onnx", "--format", "pt2"], "must end in .pt2"),
     ("BasicVSR", ["--frames", "3", "--size", "16", "16", "-o", "x.txt"], "give a .onnx or .pt2"),
     ("BasicVSR", ["--frames", "1", "--size", "16", "16", "-o", "x.pt2"], "needs at least 2"),
     ("BasicVSR", ["--frames", "3", "--size", "16", "16", "--dynamic", "-o", "x.pt2"], "SpyNet's pyramid"),
     ("SAVSR", ["--frames", "4", "--size", "16", "16", "-o", "x.pt2"], "exactly num_frame=5"),
+    ("BasicVSR", ["--frames", "3", "--size", "16", "16", "--precision", "fp16", "-o", "x.pt2"],
+     "cannot be traced in fp16"),
     ("VRT", ["--frames", "2", "--size", "16", "18", "-o", "x.pt2"], "--size W 18: VRT needs a multiple of 4"),
 ])
 def test_export_argument_errors_name_the_argument(tmp_path, monkeypatch, capsys, name, arguments, message):

@@ -119,7 +119,14 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     if args.dynamic:
         raise ValueError(f"{arch} cannot be exported with a dynamic frame size: {fixed_size_reason(arch)}. Export "
                          "one --size without --dynamic; vsrt upscale --backend onnxruntime tiles larger frames")
-    program = trace(wrapper, example)
+    try:
+        program = trace(wrapper, example)
+    except RuntimeError as err:
+        if args.precision != "fp16":
+            raise
+        raise ValueError(f"{arch} cannot be traced in fp16 ({str(err).splitlines()[0][:160]}): its flow estimation "
+                         "and warping stay fp32 by design (fp16 sampling positions move pixels). Export fp32; "
+                         "a runtime may still run the rest in fp16 (TensorRT --fp16)") from err
     output = Path(args.output)
     handle, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=f".tmp.{fmt}")
     os.close(handle)
