@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.execution import fused_head_dim
+from vsrt.archs.layers.execution import attention_window_chunk, fused_head_dim
 from vsrt.archs.layers.window import Size3, relative_position_index
 
 
@@ -228,5 +228,34 @@ class WindowAttention3D(nn.Module):
         return out[keep]
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None, num_unmasked: int = 0) -> torch.Tensor:
-        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`)."""
-        return self.proj(self.attend(windows, mask, num_unmasked))
+        """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`).
+
+        On the CPU the windows go through in chunks (:func:`attention_window_chunk`): every window's
+        arithmetic is the same, only fewer of them are in flight at once."""
+        chunk = attention_window_chunk(windows, windows.shape[1])
+        if chunk is None or windows.shape[0] <= chunk:
+            return self.proj(self.attend(windows, mask, num_unmasked))
+        return torch.cat([self.proj(self.attend(windows[start:stop], part_mask))
+                          for start, stop, part_mask in window_chunks(windows.shape[0], mask, num_unmasked, chunk)])
+
+
+def window_chunks(num_windows_total: int, mask: torch.Tensor | None, num_unmasked: int, chunk: int
+                  ) -> list[tuple[int, int, torch.Tensor | None]]:
+    """``(start, stop, mask rows or None)`` covering ``n*nW`` sample-major windows, at most ``chunk`` each.
+
+    A chunk never mixes samples or the unmasked windows (the first ``num_unmasked`` of a sample, which
+    get None) with the masked ones (which get their ``(stop - start, Nq, N)`` rows of ``mask``); each
+    run of windows is cut into equal chunks (49 windows at most 16 a chunk: 13, 12, 12, 12).
+    """
+    def split(lo: int, hi: int) -> list[tuple[int, int]]:
+        count = -(-(hi - lo) // chunk)
+        bounds = [lo + (hi - lo) * i // count for i in range(count + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    if mask is None:
+        return [(s, e, None) for s, e in split(0, num_windows_total)]
+    nw = mask.shape[0]
+    return [(first + s, first + e, None if hi == num_unmasked else mask[s:e])
+            for first in range(0, num_windows_total, nw)
+            for lo, hi in ((0, num_unmasked), (num_unmasked, nw)) if hi > lo
+            for s, e in split(lo, hi)]

@@ -72,3 +72,17 @@ def fused_head_dim(x: torch.Tensor, head_dim: int) -> int:
     if not sync_free(x):
         return head_dim
     return -(-head_dim // FUSED_HEAD_DIM_MULTIPLE) * FUSED_HEAD_DIM_MULTIPLE
+
+
+# CPU window attention works through its windows in chunks of about this many key tokens: the q/k/v
+# projections and the attention output of a chunk stay in cache, and no temporary outgrows glibc's mmap
+# threshold (a whole-batch k/v of MIA-VSR at 64x64 is 12 MB, fresh pages on every block call)
+CPU_ATTENTION_CHUNK_TOKENS = 3072
+
+
+def attention_window_chunk(x: torch.Tensor, tokens_per_window: int) -> int | None:
+    """Windows per window-attention chunk for ``x``'s forward: None (all windows at once, one kernel
+    launch each) on the sync-free (GPU) path, else about :data:`CPU_ATTENTION_CHUNK_TOKENS` key tokens."""
+    if sync_free(x):
+        return None
+    return max(1, CPU_ATTENTION_CHUNK_TOKENS // tokens_per_window)
