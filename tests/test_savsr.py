@@ -10,6 +10,7 @@ import torch
 from helpers import VENDORED_PARITY, golden_view, parity_cases
 from vsrt.archs import build_network
 from vsrt.archs.layers import winograd
+from vsrt.archs.layers.execution import force_sync_free
 from vsrt.archs.savsr import sr_size
 from vsrt.archs.savsr_arch import SAVSR, branch_frame_indices
 
@@ -82,6 +83,22 @@ def test_parity_through_winograd(path: Path, monkeypatch: pytest.MonkeyPatch) ->
     num_3x3 = sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in model.modules())
     assert calls[0] >= num_3x3
     assert_close_to_case(out, case)
+
+
+@pytest.mark.parametrize("scale", [(4.0, 4.0), (2.7, 2.7), (1.5, 3.8), (2.9, 1.9)], ids=str)
+def test_scale_heads_on_distinct_coordinates_equal_the_full_grid(scale) -> None:
+    """The CPU runs STAUpsample's embedding on the distinct (rel_h, rel_w) values and indexes them out;
+    the sync-free path runs it on every HR pixel, as officially."""
+    model = tiny_model()
+    like = torch.rand(1, 16, 13, 17)
+    out_size = sr_size(13, 17, scale)
+    with torch.no_grad():
+        gathered = model.upsample.scale_heads(out_size, scale, like)
+        with force_sync_free():
+            full = model.upsample.scale_heads(out_size, scale, like)
+    for got, want in zip(gathered, full, strict=True):
+        assert got.shape == want.shape and got.shape[-2:] == out_size
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
 
 
 def test_parity_with_scale_argument() -> None:

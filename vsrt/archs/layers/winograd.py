@@ -35,14 +35,15 @@ MIN_PIXELS = 32 * 32
 """Fewest output pixels (h * w) for which the Winograd path pays (measured break-even about 24x24)."""
 
 
-def _tracing() -> bool:
+def capturing_graph() -> bool:
+    """Whether the current call is being traced, compiled or exported (graphs must keep standard ops)."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1,  # noqa: ANN001
                      groups: int = 1) -> bool:
     """Whether :func:`conv2d` would compute this convolution with the Winograd transform."""
-    if type(x) is not torch.Tensor or _tracing():  # a FakeTensor, Proxy or other subclass: the standard op
+    if type(x) is not torch.Tensor or capturing_graph():  # a FakeTensor, Proxy or other subclass: the standard op
         return False
     return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.dim() == 4 and weight.shape[-2:] == (3, 3) and groups == 1

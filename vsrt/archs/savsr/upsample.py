@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vsrt.archs.layers.execution import sync_free
+from vsrt.archs.layers.winograd import capturing_graph
 from vsrt.archs.savsr.scale import inverse_scale, sr_size
 
 
@@ -93,18 +95,41 @@ class STAUpsample(nn.Module):
         k = self.st_ksize
         kernels = self.kernel_conv(st_feat).view(b, c, k * k, h, w)
         padded = F.pad(x, [k // 2] * 4, mode="replicate")
-        patches = F.unfold(padded, k).view(b, c, k * k, h, w)  # taps ordered (row, col)
-        return (patches * kernels).sum(dim=2)
+        # One multiply-add per tap on shifted views (no (b, c*k*k, h, w) tensor of unfolded patches).
+        out = padded[..., :h, :w] * kernels[:, :, 0]
+        for tap in range(1, k * k):
+            row, col = divmod(tap, k)
+            out.addcmul_(padded[..., row:row + h, col:col + w], kernels[:, :, tap])
+        return out
 
-    def scale_embedding(self, out_size: tuple[int, int], scale: tuple[float, float],
-                        like: torch.Tensor) -> torch.Tensor:
-        """``(1, 64, H, W)`` embedding of ``[1/s_w, 1/s_h, rel_h, rel_w]`` (note: w before h)."""
-        out_h, out_w = out_size
-        inv_h, inv_w = inverse_scale(scale, like)
-        rel_h = relative_coords(out_h, scale[0], like).view(out_h, 1).expand(out_h, out_w)
-        rel_w = relative_coords(out_w, scale[1], like).view(1, out_w).expand(out_h, out_w)
-        coords = torch.stack((inv_w.expand(out_h, out_w), inv_h.expand(out_h, out_w), rel_h, rel_w))
+    def scale_embedding(self, rel_h: torch.Tensor, rel_w: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+        """``(1, 64, len(rel_h), len(rel_w))`` embedding of ``[1/s_w, 1/s_h, rel_h, rel_w]`` (note: w first)."""
+        inv_h, inv_w = inverse_scale(scale, rel_h)
+        size = (rel_h.shape[0], rel_w.shape[0])
+        coords = torch.stack((inv_w.expand(size), inv_h.expand(size),
+                              rel_h.view(-1, 1).expand(size), rel_w.view(1, -1).expand(size)))
         return self.body(coords.unsqueeze(0))
+
+    def scale_heads(self, out_size: tuple[int, int], scale: tuple[float, float],
+                    like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per HR pixel: ``offset`` and ``st_offset`` ``(1, 2, H, W)``, ``routing`` ``(1, E, H, W)``.
+
+        They depend on a pixel only through ``(rel_h[i], rel_w[j])``, which repeat with the scale's
+        period (4 distinct values per axis at x4), so on the gathered path (the CPU) the embedding and
+        heads run on the distinct values only and are then indexed out to ``H x W``: the same per-pixel
+        arithmetic. The sync-free path (GPU; also while tracing) runs them on every HR pixel, as officially.
+        """
+        rel_h = relative_coords(out_size[0], scale[0], like)
+        rel_w = relative_coords(out_size[1], scale[1], like)
+        distinct = not (sync_free(like) or capturing_graph())
+        if distinct:
+            rel_h, index_h = torch.unique(rel_h, return_inverse=True)
+            rel_w, index_w = torch.unique(rel_w, return_inverse=True)
+        embedding = self.scale_embedding(rel_h, rel_w, scale)
+        heads = torch.cat((self.offset(embedding), self.st_offset(embedding), self.routing(embedding)), dim=1)
+        if distinct:
+            heads = heads[:, :, index_h][:, :, :, index_w]  # (1, 4 + E, H, W)
+        return heads.split((2, 2, self.num_experts), dim=1)
 
     def expert_map(self, feat: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
         """``feat + sum_e r_e W_expand[e] (sum_e r_e W_compress[e] feat)`` per HR pixel.
@@ -124,7 +149,7 @@ class STAUpsample(nn.Module):
         """``x`` and ``st_feat`` ``(b, C, h, w)`` -> ``(b, C, round(h s_h), round(w s_w))``."""
         out_size = sr_size(x.shape[-2], x.shape[-1], scale)
         filtered = self.adaptive_filter(x, st_feat)
-        embedding = self.scale_embedding(out_size, scale, x)
-        fea = self.expert_map(resample(x, scale, self.offset(embedding)), self.routing(embedding))
-        sta = resample(filtered, scale, self.st_offset(embedding))
+        offset, st_offset, routing = self.scale_heads(out_size, scale, x)
+        fea = self.expert_map(resample(x, scale, offset), routing)
+        sta = resample(filtered, scale, st_offset)
         return self.fusion(torch.cat((sta, fea), dim=1))
