@@ -55,7 +55,8 @@ def test_fixed_windows_give_every_call_the_same_length_and_every_frame_once(num_
     for call in calls:  # consecutive frames (a short video repeats its last one)
         real = list(range(call[0], min(call[0] + window, num_frames)))
         assert call == real + [num_frames - 1] * (window - len(real))
-    if num_frames >= window:
+    if num_frames >= window:  # real frames only: the windows at the ends are shifted inwards, not padded
+        assert all(len(set(call)) == window for call in calls)
         assert calls[0][0] == 0 and calls[-1][-1] == num_frames - 1
 
 
