@@ -28,7 +28,7 @@ def check_backend(args: argparse.Namespace) -> str:
         return backend
     if not str(args.onnx).endswith(".onnx"):
         raise ValueError(f"--onnx {args.onnx}: expected a .onnx file written by python -m vsrt export")
-    fixed = {"--weights": args.weights, "--compile": args.compile, "--noise-sigma": args.noise_sigma,
+    fixed = {"--weights": args.weights, "--compile": args.compile,
              "--precision": args.precision if args.precision != "fp32" else None,
              "--device": args.device if args.device not in ("auto", "cpu") else None}
     given = [flag for flag, value in fixed.items() if value]
