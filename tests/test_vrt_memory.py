@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vsrt.archs import build_network
+from vsrt.archs.layers.execution import force_sync_free
 from vsrt.archs.vrt import tmsa
 from vsrt.archs.vrt.vrt_arch import VRT
 
@@ -47,12 +48,41 @@ def test_chunked_attention_is_window_attention(monkeypatch):
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_vrt_output_does_not_depend_on_the_chunk_size(monkeypatch, batch):
+    """Whole tile vs CPU inference chunks of 64 tokens (window attention, MLPs, pa_fuse) and 3-window
+    attention chunks; with gradients (no chunks at all) the same values too."""
     torch.manual_seed(0)
     net = build_network({"type": "VRT", **VRT.tiny_config}).eval()
     x = torch.rand(batch, *VRT.tiny_input_shape[1:])
     with torch.no_grad():
+        monkeypatch.setattr(tmsa, "CPU_CHUNK_TOKENS", 10**9)
         whole = net(x)
+        monkeypatch.setattr(tmsa, "CPU_CHUNK_TOKENS", 64)
         monkeypatch.setattr(tmsa, "ATTENTION_CHUNK_LOGITS", 3 * 2 * 32 * 32)  # 3 windows of 32 tokens
+        runs = []
+        real = tmsa.MutualSelfAttention._attend_project
+        monkeypatch.setattr(tmsa.MutualSelfAttention, "_attend_project",
+                            lambda self, w, *a: runs.append(w.shape[0]) or real(self, w, *a))
         chunked = net(x)
+    assert max(runs) == 2 and len(runs) > 2 * 14  # 64-token chunks of 32-token windows in every block
+    with_grad = net(x).detach()
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(with_grad, whole, rtol=0, atol=1e-6)
 
+
+def test_window_runs_keep_samples_and_masked_windows_apart():
+    mask = torch.arange(4.0).view(4, 1, 1).expand(4, 2, 2)  # window w's rows hold w
+    runs = [(part.start, part.stop, None if rows is None else rows[:, 0, 0].tolist())
+            for part, rows in tmsa.window_runs(8, mask, 1, 2)]
+    assert runs == [(0, 1, None), (1, 3, [1.0, 2.0]), (3, 4, [3.0]),
+                    (4, 5, None), (5, 7, [1.0, 2.0]), (7, 8, [3.0])]
+    assert [(p.start, p.stop, rows) for p, rows in tmsa.window_runs(5, None, 0, 2)] == [
+        (0, 2, None), (2, 4, None), (4, 5, None)]
+
+
+def test_inference_chunks_only_on_the_gathered_cpu_path():
+    x = torch.zeros(1)
+    with torch.no_grad():
+        assert tmsa.inference_chunk(x, 384) == tmsa.CPU_CHUNK_TOKENS // 384
+        with force_sync_free():
+            assert tmsa.inference_chunk(x, 384) is None  # GPU: one launch for all windows
+    assert tmsa.inference_chunk(x, 384) is None  # gradients: the whole-tile graph

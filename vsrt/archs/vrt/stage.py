@@ -20,7 +20,7 @@ from torch import nn
 
 from vsrt.archs.flow.warp import flow_warp
 from vsrt.archs.layers.dcn import FlowGuidedDeformConv
-from vsrt.archs.vrt.tmsa import TMSAG, GEGLUMlp, NormFactory
+from vsrt.archs.vrt.tmsa import TMSAG, GEGLUMlp, NormFactory, inference_chunk, map_tokenwise
 
 
 def frames_at(seq: torch.Tensor, start: int, length: int) -> torch.Tensor:
@@ -102,8 +102,9 @@ class Stage(nn.Module):
         feats = rearrange(x, "n d h w c -> n d c h w")
         from_next = self._align(feats, flows_backward, direction=1)
         from_previous = self._align(feats, flows_forward, direction=-1)
-        # no residual around pa_fuse (official)
-        return self.pa_fuse(torch.cat([x, from_next, from_previous], dim=-1))
+        # no residual around pa_fuse (official); token-wise, so chunked on the CPU without gradients
+        return map_tokenwise(lambda *parts: self.pa_fuse(torch.cat(parts, dim=-1)), x, from_next, from_previous,
+                             chunk=inference_chunk(x, 1))
 
     def _align(self, feats: torch.Tensor, flows: list[torch.Tensor], direction: int) -> torch.Tensor:
         """Neighbours on one side deformably aligned to every frame, ``(n, d, h, w, c)``.

@@ -23,7 +23,7 @@ gradients; the shifted-window mask is rebuilt per group call instead of being he
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar
 
 import torch
@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vsrt.archs.layers.attention import gathered_position_bias, scaled_dot_product
+from vsrt.archs.layers.execution import sync_free
 from vsrt.archs.layers.mlp import DropPath
 from vsrt.archs.layers.window import (
     Size3,
@@ -115,6 +116,64 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias
     return out
 
 
+# CPU inference runs window attention and the token-wise layers in chunks of about this many tokens:
+# a chunk's temporaries stay in cache and under glibc's mmap threshold (whole-tile ones, such as stage
+# 8's 53 MB qkv at 64x64, come as fresh zeroed pages on every call: a third of the process's CPU time)
+CPU_CHUNK_TOKENS = 2048
+
+
+def inference_chunk(x: torch.Tensor, tokens_per_item: int) -> int | None:
+    """Items (windows, tokens) per chunk for a forward on ``x``: about :data:`CPU_CHUNK_TOKENS` tokens
+    without gradients on the CPU; None (all at once) with gradients, while compiling and on the
+    sync-free (GPU) path, where one big kernel launch beats many small ones."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling() or sync_free(x):
+        return None
+    return max(1, CPU_CHUNK_TOKENS // tokens_per_item)
+
+
+def window_runs(num_windows: int, mask: torch.Tensor | None, num_unmasked: int,
+                chunk: int) -> Iterator[tuple[slice, torch.Tensor | None]]:
+    """``(windows, mask rows or None)`` covering ``n*nW`` sample-major windows, at most ``chunk`` each.
+
+    A run never mixes samples, nor the unmasked windows (the first ``num_unmasked`` of each sample,
+    which get None) with the masked ones (which get their rows of ``mask`` ``(nW, N, N)``).
+    """
+    per_sample, bounds = (num_windows, (0, num_windows)) if mask is None else (mask.shape[0], (0, num_unmasked))
+    for first in range(0, num_windows, per_sample):
+        for lo, hi, masked in ((*bounds, False), (bounds[1], per_sample, True)):
+            for start in range(lo, hi, chunk):
+                stop = min(start + chunk, hi)
+                yield slice(first + start, first + stop), mask[start:stop] if masked else None
+
+
+def add_tokenwise_(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], chunk: int) -> torch.Tensor:
+    """``x += fn(x)`` in place, ``chunk`` tokens at a time, for a token-wise ``fn`` (no gradients).
+
+    ``x``: contiguous ``(..., c)``; ``fn`` maps ``(m, c)`` to ``(m, c)``.
+    """
+    flat = x.view(-1, x.shape[-1])
+    for start in range(0, flat.shape[0], chunk):
+        part = flat[start:start + chunk]
+        part += fn(part)
+    return x
+
+
+def map_tokenwise(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """``fn(*inputs)`` for a token-wise ``fn`` of ``(..., c_i)`` inputs with equal leading dims,
+    ``chunk`` tokens at a time (all at once for None)."""
+    if chunk is None:
+        return fn(*inputs)
+    lead = inputs[0].shape[:-1]
+    flats = [t.reshape(-1, t.shape[-1]) for t in inputs]
+    out = None
+    for start in range(0, flats[0].shape[0], chunk):
+        part = fn(*(t[start:start + chunk] for t in flats))
+        if out is None:
+            out = part.new_empty(flats[0].shape[0], part.shape[-1])
+        out[start:start + chunk] = part
+    return out.view(*lead, -1)
+
+
 class MutualSelfAttention(nn.Module):
     """Window self attention with relative position bias, plus mutual attention (optional).
 
@@ -145,7 +204,24 @@ class MutualSelfAttention(nn.Module):
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None,
                 num_unmasked: int = 0) -> torch.Tensor:
-        """``mask`` in :func:`window_index` order, its first ``num_unmasked`` windows all zero."""
+        """``mask`` in :func:`window_index` order, its first ``num_unmasked`` windows all zero.
+
+        Without gradients on the CPU the windows go through in chunks (:func:`inference_chunk`);
+        each window's arithmetic is the same."""
+        chunk = inference_chunk(windows, windows.shape[1])
+        if chunk is None or windows.shape[0] <= chunk:
+            return self._attend_project(windows, mask, num_unmasked)
+        out = None
+        for part, part_mask in window_runs(windows.shape[0], mask, num_unmasked, chunk):
+            result = self._attend_project(windows[part], part_mask)
+            if out is None:
+                out = result.new_empty(windows.shape[0], *result.shape[1:])
+            out[part] = result
+        return out
+
+    def _attend_project(self, windows: torch.Tensor, mask: torch.Tensor | None,
+                        num_unmasked: int = 0) -> torch.Tensor:
+        """:meth:`forward` on all ``windows`` at once."""
         num_windows, num_tokens, dim = windows.shape
         # a window clamped to a small input keeps the leading block of the full-window index
         index = self.relative_position_index[:num_tokens, :num_tokens]
@@ -234,7 +310,10 @@ class TMSA(nn.Module):
             x = x + checkpoint(self._attention_branch, x, mask, use_reentrant=False)
         else:
             x = x + self._attention_branch(x, mask)
-        if self.use_checkpoint_ffn and grad:
+        chunk = None if self.training else inference_chunk(x, 1)
+        if chunk is not None:  # x is this block's own sum: updated in place, chunk by chunk
+            x = add_tokenwise_(x, self._mlp_branch, chunk)
+        elif self.use_checkpoint_ffn and grad:
             x = x + checkpoint(self._mlp_branch, x, use_reentrant=False)
         else:
             x = x + self._mlp_branch(x)
