@@ -37,7 +37,15 @@ MIN_PIXELS = 32 * 32
 
 def capturing_graph() -> bool:
     """Whether the current call is being traced, compiled or exported (graphs must keep standard ops)."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or (exporting is not None and exporting())
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled()
 
 
 def winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1,  # noqa: ANN001
@@ -50,7 +58,7 @@ def winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0,
             and _pair(stride) == (1, 1) and _pair(padding) == (1, 1) and _pair(dilation) == (1, 1)
             and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not torch.is_autocast_enabled("cpu")
+            and not _cpu_autocast()
             and torch._C._get_nnpack_enabled() and torch._nnpack_available())
 
 
