@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from vsrt.archs.layers import winograd
 from vsrt.archs.layers.winograd import Conv2d, conv2d, winograd_applies
@@ -102,6 +103,13 @@ def test_export_keeps_the_standard_convolution() -> None:
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     assert not any("nnpack" in target for target in targets)
     assert any("conv" in target for target in targets)
+
+
+def test_flop_counter_sees_the_convolution() -> None:
+    _, fast = make_conv(16, 8)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fast(torch.randn(1, 16, 32, 32))
+    assert counter.get_total_flops() == 2 * 16 * 8 * 9 * 32 * 32
 
 
 @needs_nnpack

@@ -20,7 +20,8 @@ state-dict keys) take this path only when all of these hold, and call ``F.conv2d
   more than it saves);
 * no autograd graph is recorded (training keeps the direct convolution and its backward) and no autocast
   is active (autocast's bf16 / fp16 convolution is kept);
-* not tracing, compiling or exporting (graphs keep ``aten.convolution``);
+* not tracing, compiling or exporting, and no dispatch mode active (graphs keep ``aten.convolution``,
+  and ``torch.utils.flop_counter`` counts it);
 * PyTorch's NNPACK switch is on: ``with torch.backends.nnpack.flags(enabled=False):`` turns it off.
 """
 
@@ -30,15 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 MIN_PIXELS = 32 * 32
 """Fewest output pixels (h * w) for which the Winograd path pays (measured break-even about 24x24)."""
 
 
 def capturing_graph() -> bool:
-    """Whether the current call is being traced, compiled or exported (graphs must keep standard ops)."""
+    """Whether the call is traced, compiled, exported or seen by a dispatch mode (keep the standard ops)."""
     exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or (exporting is not None and exporting())
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling() or (exporting is not None and exporting())
+            or _get_current_dispatch_mode() is not None)  # e.g. FlopCounterMode, FakeTensorMode
 
 
 def _cpu_autocast() -> bool:
