@@ -7,6 +7,7 @@ outside the frame, pixel coordinates), not with ``flow_warp``/``grid_sample``.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,3 +91,29 @@ def test_basicvsr_equals_the_naive_reference():
             param.copy_(torch.randn_like(param) * 0.2)
         lqs = torch.rand(1, 4, 3, 12, 12, dtype=torch.float64)
         torch.testing.assert_close(net(lqs), reference_basicvsr(net, lqs), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.skipif(not torch._nnpack_available(), reason="PyTorch built without NNPACK")
+def test_float32_inference_takes_winograd_in_the_trunks_and_stays_at_float32_noise(monkeypatch):
+    """CPU float32 eval runs the residual trunks' 3x3 convolutions through Winograd (NNPACK); the head
+    keeps the direct convolution. The clip's error against float64 stays that of the direct path."""
+    torch.manual_seed(0)
+    net = build_network({"type": "BasicVSR", "num_feat": 16, "num_block": 2}).eval()
+    lqs = torch.rand(1, 3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    calls = [0]
+    original = torch._nnpack_spatial_convolution
+
+    def counted(*args):
+        calls[0] += 1
+        return original(*args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    with torch.no_grad():
+        want = net.double()(lqs.double())
+        out = net.float()(lqs)
+        with torch.backends.nnpack.flags(enabled=False):
+            direct = net(lqs)
+    assert calls[0] == 3 * 2 * (1 + 2 * 2)  # frames x trunks x (input conv + two per residual block)
+    assert not torch.equal(out, direct), "the Winograd path was not taken"
+    direct_err, err = ((x.double() - want).abs().max().item() for x in (direct, out))
+    assert err < max(4 * direct_err, 1e-6), (err, direct_err)
