@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,6 +107,17 @@ def test_export_keeps_the_standard_convolution() -> None:
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     assert not any("nnpack" in target for target in targets)
     assert any("conv" in target for target in targets)
+
+
+@needs_nnpack
+def test_first_convolution_of_a_fresh_process() -> None:
+    """NNPACK must be initialised before its first convolution (it fails otherwise)."""
+    code = ("import torch; from vsrt.archs.layers.winograd import Conv2d; conv = Conv2d(8, 8, 3, 1, 1)\n"
+            "with torch.no_grad(): print(tuple(conv(torch.randn(1, 8, 32, 32)).shape))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(1, 8, 32, 32)"
 
 
 def test_flop_counter_sees_the_convolution() -> None:

@@ -62,6 +62,7 @@ def winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0,
             and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
             and not _cpu_autocast()
+            # last: _nnpack_available() also initialises NNPACK, without which its convolution fails
             and torch._C._get_nnpack_enabled() and torch._nnpack_available())
 
 
