@@ -104,9 +104,9 @@ class OSConv2d(nn.Module):
         # folded into the (b, out, in, k, k) kernel they cost a kernel's size instead of a feature map's.
         bank = rearrange(self.weight, "n o i kh kw -> n (o i kh kw)")
         mixed = (kernel.view(b, -1) @ bank).view(b, *self.weight.shape[1:])  # (b, out, in, k, k)
-        weight = mixed * spatial.view(b, 1, 1, *spatial.shape[-2:]) * channel.view(b, 1, -1, 1, 1) \
-            * filters.view(b, -1, 1, 1, 1)
+        weight = (mixed * spatial.view(b, 1, 1, *spatial.shape[-2:]) * channel.view(b, 1, -1, 1, 1)
+                  * filters.view(b, -1, 1, 1, 1))
         # A grouped convolution runs every sample with its own kernel.
         out = conv2d(rearrange(x, "b c h w -> 1 (b c) h w"),
-                       rearrange(weight, "b o i kh kw -> (b o) i kh kw"), padding=self.padding, groups=b)
+                     rearrange(weight, "b o i kh kw -> (b o) i kh kw"), padding=self.padding, groups=b)
         return rearrange(out, "1 (b o) h w -> b o h w", b=b)
