@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vsrt.archs import build_network
+from vsrt.archs.layers import dcn
 from vsrt.archs.layers.execution import force_sync_free
 from vsrt.archs.vrt import tmsa
 from vsrt.archs.vrt.vrt_arch import VRT
@@ -48,15 +49,22 @@ def test_chunked_attention_is_window_attention(monkeypatch):
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_vrt_output_does_not_depend_on_the_chunk_size(monkeypatch, batch):
-    """Whole tile vs CPU inference chunks of 64 tokens (window attention, MLPs, pa_fuse) and 3-window
-    attention chunks; with gradients (no chunks at all) the same values too."""
+    """Whole tile vs CPU inference chunks of 64 tokens (window attention, MLPs, pa_fuse, the upsampler
+    frame by frame), 3-window attention chunks and one image per deform_conv2d call; with gradients
+    (no chunks at all) the same values too."""
     torch.manual_seed(0)
     net = build_network({"type": "VRT", **VRT.tiny_config}).eval()
     x = torch.rand(batch, *VRT.tiny_input_shape[1:])
     with torch.no_grad():
         monkeypatch.setattr(tmsa, "CPU_CHUNK_TOKENS", 10**9)
+        monkeypatch.setattr(dcn, "CPU_COLUMN_FLOATS", 10**12)
         whole = net(x)
-        monkeypatch.setattr(tmsa, "CPU_CHUNK_TOKENS", 64)
+        monkeypatch.setattr(tmsa, "CPU_CHUNK_TOKENS", 64)  # also the upsampler: one frame at a time
+        monkeypatch.setattr(dcn, "CPU_COLUMN_FLOATS", 1)  # one image per deform_conv2d call
+        images = []
+        real_deform = dcn.deform_conv2d
+        monkeypatch.setattr(dcn, "deform_conv2d",
+                            lambda x, *a, **k: images.append(x.shape[0]) or real_deform(x, *a, **k))
         monkeypatch.setattr(tmsa, "ATTENTION_CHUNK_LOGITS", 3 * 2 * 32 * 32)  # 3 windows of 32 tokens
         runs = []
         real = tmsa.MutualSelfAttention._attend_project
@@ -64,6 +72,7 @@ def test_vrt_output_does_not_depend_on_the_chunk_size(monkeypatch, batch):
                             lambda self, w, *a: runs.append(w.shape[0]) or real(self, w, *a))
         chunked = net(x)
     assert max(runs) == 2 and len(runs) > 2 * 14  # 64-token chunks of 32-token windows in every block
+    assert set(images) == {1} and len(images) == 14 * batch  # 7 stages x 2 directions x (t - 1) frames
     with_grad = net(x).detach()
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
     torch.testing.assert_close(with_grad, whole, rtol=0, atol=1e-6)

@@ -37,7 +37,7 @@ from torch import nn
 from vsrt.archs.flow.spynet import SpyNet
 from vsrt.archs.vrt.flows import align_input_frames, spynet_flows
 from vsrt.archs.vrt.stage import Stage
-from vsrt.archs.vrt.tmsa import RTMSA, TMSA
+from vsrt.archs.vrt.tmsa import RTMSA, TMSA, inference_chunk
 from vsrt.registry import ARCH_REGISTRY
 
 STAGE_RESHAPES = ("none", "down", "down", "down", "up", "up", "up")
@@ -267,7 +267,10 @@ class VRT(nn.Module):
         feats = rearrange(feats, "n d h w c -> n c d h w")
         if self.upscale == 1:
             return rearrange(self.conv_last(feats), "n c d h w -> n d c h w") + lq
-        out = self.conv_last(self.upsample(self.conv_before_upsample(feats)))
+        # per-frame layers: frame by frame on the CPU without gradients (inference_chunk), so that the
+        # 4x-resolution temporaries (100 MB for 6 frames at 64x64) stay small
+        frames = feats.split(inference_chunk(feats, feats.shape[3] * feats.shape[4]) or feats.shape[2], dim=2)
+        out = torch.cat([self.conv_last(self.upsample(self.conv_before_upsample(f))) for f in frames], dim=2)
         out = rearrange(out, "n c d h w -> n d c h w")
         # bilinear skip: the 5-D trilinear call keeps (d, c) and scales (h, w) (official form)
         skip = F.interpolate(lq, size=out.shape[2:], mode="trilinear", align_corners=False)
