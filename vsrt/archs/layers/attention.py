@@ -14,6 +14,7 @@ from einops import rearrange
 from torch import nn
 
 from vsrt.archs.layers.execution import attention_window_chunk, fused_head_dim
+from vsrt.archs.layers.linear import linear
 from vsrt.archs.layers.window import Size3, relative_position_index
 
 
@@ -118,8 +119,8 @@ class WindowAttention3D(nn.Module):
         dim = self.dim
         w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
         b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
-        q = rearrange(F.linear(query_tokens, w_q, b_q), "b t (h d) -> b h t d", h=self.num_heads)
-        k, v = rearrange(F.linear(key_tokens, w_kv, b_kv), "b t (two h d) -> two b h t d", two=2, h=self.num_heads)
+        q = rearrange(linear(query_tokens, w_q, b_q), "b t (h d) -> b h t d", h=self.num_heads)
+        k, v = rearrange(linear(key_tokens, w_kv, b_kv), "b t (two h d) -> two b h t d", two=2, h=self.num_heads)
         return q, k, v
 
     def attend(self, windows: torch.Tensor, mask: torch.Tensor | None = None,
@@ -138,7 +139,8 @@ class WindowAttention3D(nn.Module):
         """
         num_windows_total, num_tokens, _ = windows.shape
         if self.num_queries == num_tokens:
-            qkv = rearrange(self.qkv(windows), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+            qkv = rearrange(linear(windows, self.qkv.weight, self.qkv.bias), "b t (three h d) -> three b h t d",
+                            three=3, h=self.num_heads)
             q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, N, head_dim)
         else:  # queries of the last frame only: no q for the other frames' tokens
             q, k, v = self.project_split(windows[:, num_tokens - self.num_queries:], windows)
@@ -227,6 +229,10 @@ class WindowAttention3D(nn.Module):
                 out[index.unsqueeze(1).expand_as(rows)[valid], rows[valid]] = attended[valid]
         return out[keep]
 
+    def project_out(self, attended: torch.Tensor) -> torch.Tensor:
+        """``proj`` (key ``proj``) through :func:`vsrt.archs.layers.linear.linear`: ``(..., dim) -> (..., dim)``."""
+        return linear(attended, self.proj.weight, self.proj.bias)
+
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None, num_unmasked: int = 0) -> torch.Tensor:
         """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`).
 
@@ -234,8 +240,8 @@ class WindowAttention3D(nn.Module):
         arithmetic is the same, only fewer of them are in flight at once."""
         chunk = attention_window_chunk(windows, windows.shape[1])
         if chunk is None or windows.shape[0] <= chunk:
-            return self.proj(self.attend(windows, mask, num_unmasked))
-        return torch.cat([self.proj(self.attend(windows[start:stop], part_mask))
+            return self.project_out(self.attend(windows, mask, num_unmasked))
+        return torch.cat([self.project_out(self.attend(windows[start:stop], part_mask))
                           for start, stop, part_mask in window_chunks(windows.shape[0], mask, num_unmasked, chunk)])
 
 

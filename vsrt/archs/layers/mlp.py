@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vsrt.archs.layers.linear import linear
+
 
 class Mlp(nn.Module):
     """``fc2(act(fc1(x)))`` (keys ``fc1``, ``fc2`` as in timm / Swin checkpoints)."""
@@ -18,7 +20,9 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_features, out_features or in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        # fc1 and its GELU in one oneDNN call for CPU inference (vsrt.archs.layers.linear)
+        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True)
+        return linear(hidden, self.fc2.weight, self.fc2.bias)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
