@@ -115,5 +115,6 @@ def test_float32_inference_takes_winograd_in_the_trunks_and_stays_at_float32_noi
             direct = net(lqs)
     assert calls[0] == 3 * 2 * (1 + 2 * 2)  # frames x trunks x (input conv + two per residual block)
     assert not torch.equal(out, direct), "the Winograd path was not taken"
+    assert out.is_contiguous()  # the head runs channels_last on the CPU; the clip comes back contiguous
     direct_err, err = ((x.double() - want).abs().max().item() for x in (direct, out))
     assert err < max(4 * direct_err, 1e-6), (err, direct_err)

@@ -22,6 +22,7 @@ from torch import nn
 from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp
 from vsrt.archs.layers.conv import ConvResidualBlocks
+from vsrt.archs.layers.execution import conv_memory_format
 from vsrt.registry import ARCH_REGISTRY
 
 
@@ -59,12 +60,13 @@ class BasicVSR(nn.Module):
         self.spynet.load_pretrained(path)
 
     def upsample(self, feat: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-        """``(n, num_feat, h, w)`` features + ``(n, 3, h, w)`` frame -> ``(n, 3, 4h, 4w)``."""
+        """``(n, num_feat, h, w)`` features + ``(n, 3, h, w)`` frame -> ``(n, 3, 4h, 4w)`` (contiguous)."""
+        feat = feat.contiguous(memory_format=conv_memory_format(feat))  # channels_last on the CPU
         out = self.lrelu(self.pixel_shuffle(self.upconv1(feat)))
         out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
         out = self.conv_last(self.lrelu(self.conv_hr(out)))
         base = F.interpolate(lq, scale_factor=4, mode="bilinear", align_corners=False)
-        return out + base
+        return (out + base).contiguous()
 
     def forward(self, lqs: torch.Tensor) -> torch.Tensor:
         """``(n, t, 3, h, w)`` -> ``(n, t, 3, 4h, 4w)``."""
