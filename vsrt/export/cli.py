@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "architecture (each computes sizes from the frame size in Python)")
     parser.add_argument("--tolerance", type=float,
                         help="largest |exported - eager| accepted (default 1e-4 fp32, 2e-2 fp16)")
-    parser.add_argument("--no-optimize", action="store_true", help="ONNX: skip onnxscript's graph optimiser")
+    parser.add_argument("--optimize", action="store_true",
+                        help="ONNX: run onnxscript's graph optimiser too (folds the constant index arithmetic; "
+                        "slow on large graphs, and ONNX Runtime folds it anyway when it loads the file)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("-o", "--output", required=True, help="output file (.onnx or .pt2)")
     return parser
@@ -134,7 +136,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     try:
         logger.info("writing %s", fmt.upper())
         if fmt == "onnx":
-            write_onnx(program, info, str(tmp), optimize=not args.no_optimize)
+            write_onnx(program, info, str(tmp), optimize=args.optimize)
         else:
             write_pt2(program, info, str(tmp))
         logger.info("checking the exported file against the eager network on a fresh clip")

@@ -137,7 +137,7 @@ def write_pt2(program: torch.export.ExportedProgram, info: ExportInfo, path: str
     torch.export.save(program, path, extra_files={f"{METADATA_KEY}.json": info.to_json()})
 
 
-def write_onnx(program: torch.export.ExportedProgram, info: ExportInfo, path: str, optimize: bool = True) -> None:
+def write_onnx(program: torch.export.ExportedProgram, info: ExportInfo, path: str, optimize: bool = False) -> None:
     """ONNX through the dynamo-based exporter (needs ``onnx`` and ``onnxscript``)."""
     require("onnx", "onnxscript")
     onnx_program = torch.onnx.export(program, dynamo=True, optimize=optimize, verbose=False,
