@@ -18,7 +18,8 @@ setup(
         "torch>=2.1", "torchvision>=0.16", "numpy", "opencv-python-headless", "pyyaml", "einops",
         "scipy", "lmdb", "tqdm", "av>=14",
     ],
-    extras_require={"tb": ["tensorboard"], "test": ["pytest"]},
+    extras_require={"tb": ["tensorboard"], "test": ["pytest"],
+                    "export": ["onnx", "onnxscript", "onnxruntime"]},  # python -m vsrt export, --backend onnxruntime
     entry_points={"console_scripts": ["vsrt=vsrt.__main__:main"]},
     license="Apache-2.0",
 )

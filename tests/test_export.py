@@ -36,8 +36,9 @@ def tiny(name: str) -> tuple[torch.nn.Module, dict]:
     return net, network_g
 
 
-def test_every_registered_architecture_has_an_export_clip():
-    assert set(CLIPS) == set(ARCH_REGISTRY.keys())
+def test_every_built_in_architecture_has_an_export_clip():
+    built_in = {name for name in ARCH_REGISTRY.keys() if ARCH_REGISTRY.get(name).__module__.startswith("vsrt.")}
+    assert set(CLIPS) == built_in  # (other tests register examples of their own)
 
 
 @pytest.mark.parametrize("name", sorted(CLIPS))
