@@ -251,7 +251,7 @@ def window_chunks(num_windows_total: int, mask: torch.Tensor | None, num_unmaske
 
     A chunk never mixes samples or the unmasked windows (the first ``num_unmasked`` of a sample, which
     get None) with the masked ones (which get their ``(stop - start, Nq, N)`` rows of ``mask``); each
-    run of windows is cut into equal chunks (49 windows at most 16 a chunk: 13, 12, 12, 12).
+    run of windows is cut into equal chunks (49 windows at most 16 a chunk: 12, 12, 12, 13).
     """
     def split(lo: int, hi: int) -> list[tuple[int, int]]:
         count = -(-(hi - lo) // chunk)
