@@ -6,7 +6,9 @@ official code https://github.com/JingyunLiang/VRT. Key layout of the official ``
 
 Differences from the official code: features are channel-last ``(n, d, h, w, c)``
 between stages; parallel warping runs the deformable convolution once for all frames of
-a clip (batched) instead of frame by frame, for every ``pa_frames`` with one code path.
+a clip (batched) instead of frame by frame, for every ``pa_frames`` with one code path (on the
+CPU the layer splits torchvision's sampling into calls of a few images); in CPU inference
+``pa_fuse`` runs in chunks of tokens (:func:`vsrt.archs.vrt.tmsa.inference_chunk`).
 """
 
 from __future__ import annotations
