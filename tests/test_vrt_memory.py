@@ -78,16 +78,6 @@ def test_vrt_output_does_not_depend_on_the_chunk_size(monkeypatch, batch):
     torch.testing.assert_close(with_grad, whole, rtol=0, atol=1e-6)
 
 
-def test_window_runs_keep_samples_and_masked_windows_apart():
-    mask = torch.arange(4.0).view(4, 1, 1).expand(4, 2, 2)  # window w's rows hold w
-    runs = [(part.start, part.stop, None if rows is None else rows[:, 0, 0].tolist())
-            for part, rows in tmsa.window_runs(8, mask, 1, 2)]
-    assert runs == [(0, 1, None), (1, 3, [1.0, 2.0]), (3, 4, [3.0]),
-                    (4, 5, None), (5, 7, [1.0, 2.0]), (7, 8, [3.0])]
-    assert [(p.start, p.stop, rows) for p, rows in tmsa.window_runs(5, None, 0, 2)] == [
-        (0, 2, None), (2, 4, None), (4, 5, None)]
-
-
 def test_inference_chunks_only_on_the_gathered_cpu_path():
     x = torch.zeros(1)
     with torch.no_grad():

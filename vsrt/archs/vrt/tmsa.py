@@ -23,7 +23,7 @@ gradients; the shifted-window mask is rebuilt per group call instead of being he
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -32,7 +32,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vsrt.archs.layers.attention import gathered_position_bias, scaled_dot_product
+from vsrt.archs.layers.attention import gathered_position_bias, scaled_dot_product, window_chunks
 from vsrt.archs.layers.execution import sync_free
 from vsrt.archs.layers.mlp import DropPath
 from vsrt.archs.layers.window import (
@@ -131,21 +131,6 @@ def inference_chunk(x: torch.Tensor, tokens_per_item: int) -> int | None:
     return max(1, CPU_CHUNK_TOKENS // tokens_per_item)
 
 
-def window_runs(num_windows: int, mask: torch.Tensor | None, num_unmasked: int,
-                chunk: int) -> Iterator[tuple[slice, torch.Tensor | None]]:
-    """``(windows, mask rows or None)`` covering ``n*nW`` sample-major windows, at most ``chunk`` each.
-
-    A run never mixes samples, nor the unmasked windows (the first ``num_unmasked`` of each sample,
-    which get None) with the masked ones (which get their rows of ``mask`` ``(nW, N, N)``).
-    """
-    per_sample, bounds = (num_windows, (0, num_windows)) if mask is None else (mask.shape[0], (0, num_unmasked))
-    for first in range(0, num_windows, per_sample):
-        for lo, hi, masked in ((*bounds, False), (bounds[1], per_sample, True)):
-            for start in range(lo, hi, chunk):
-                stop = min(start + chunk, hi)
-                yield slice(first + start, first + stop), mask[start:stop] if masked else None
-
-
 def add_tokenwise_(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], chunk: int) -> torch.Tensor:
     """``x += fn(x)`` in place, ``chunk`` tokens at a time, for a token-wise ``fn`` (no gradients).
 
@@ -212,11 +197,11 @@ class MutualSelfAttention(nn.Module):
         if chunk is None or windows.shape[0] <= chunk:
             return self._attend_project(windows, mask, num_unmasked)
         out = None
-        for part, part_mask in window_runs(windows.shape[0], mask, num_unmasked, chunk):
-            result = self._attend_project(windows[part], part_mask)
+        for start, stop, part_mask in window_chunks(windows.shape[0], mask, num_unmasked, chunk):
+            result = self._attend_project(windows[start:stop], part_mask)
             if out is None:
                 out = result.new_empty(windows.shape[0], *result.shape[1:])
-            out[part] = result
+            out[start:stop] = result
         return out
 
     def _attend_project(self, windows: torch.Tensor, mask: torch.Tensor | None,
