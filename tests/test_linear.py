@@ -54,3 +54,14 @@ def test_fallbacks(case):
     if case == "grad":  # training: the standard op and its gradient
         out.sum().backward()
         assert w.grad is not None and w.grad.shape == w.shape
+
+
+def test_flop_counter_sees_the_standard_op():
+    """Inside FlopCounterMode (the benchmark scripts' GFLOP columns) the product is counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    w, b = weights()
+    x = torch.randn(6, 12)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        linear(x, w, b)
+    assert counter.get_total_flops() == 2 * 6 * 12 * 20

@@ -8,7 +8,8 @@ and takes oneDNN's ``mkldnn._linear_pointwise`` only when all of these hold:
 
 * CPU float32 input and weight, a bias, no autocast;
 * no autograd graph is recorded (training keeps ``F.linear`` and its backward);
-* not tracing, compiling or exporting (graphs keep ``aten.linear``);
+* not tracing, compiling or exporting (graphs keep ``aten.linear``), and no Python dispatch mode such as
+  ``FlopCounterMode`` is active (it counts ``aten.linear``'s multiplications);
 * oneDNN is built in and enabled (``torch.backends.mkldnn.flags(enabled=False)`` turns the path off).
 
 Numerics: the same products summed in another order (float32 rounding, e.g. 2.7e-7 on IIA-VSR's
@@ -19,10 +20,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
 def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    """Tracing, compiling, exporting, or inside a Python dispatch mode (``FlopCounterMode``, memory
+    recorders): those see ``aten.linear`` and know its cost, not the oneDNN op's."""
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+            or _get_current_dispatch_mode() is not None)
 
 
 def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
