@@ -45,7 +45,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.execution import check_execution_mode, sync_free
+from vsrt.archs.layers.execution import autocast_off, check_execution_mode, sync_free
 from vsrt.archs.layers.patch_align import PatchAlignTransformer
 from vsrt.archs.layers.recurrent import RecurrentPatchAlignNet, StepFn
 from vsrt.archs.layers.swin_block import ShiftedWindowBlock
@@ -88,7 +88,7 @@ class TokenKeepPredictor(nn.Module):
     def forward(self, change: torch.Tensor) -> torch.Tensor:
         """``(..., dim)`` absolute token change -> ``(..., 1)`` keep mask in {0, 1} (``change``'s dtype)."""
         # fp32 even under autocast: a bf16/fp16 logit near 0 would flip the keep decision
-        with torch.autocast(change.device.type, enabled=False):
+        with autocast_off(change.device.type):
             logit = self.rnn(change.to(self.rnn.weight.dtype))
             return gumbel_sigmoid_keep(logit, self.training).to(change.dtype)
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsrt.archs.flow.warp import flow_warp
+from vsrt.archs.layers.execution import autocast_off
 
 NUM_LEVELS = 6
 SIZE_MULTIPLE = 2 ** (NUM_LEVELS - 1)  # 32: the coarsest level is h/32 x w/32
@@ -53,7 +54,7 @@ def _full_precision(method: Callable) -> Callable:
         def upcast(x: torch.Tensor) -> torch.Tensor:
             return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
-        with torch.autocast(ref.device.type, enabled=False):
+        with autocast_off(ref.device.type):
             return method(self, upcast(ref), upcast(supp), *args, **kwargs)
 
     return wrapper

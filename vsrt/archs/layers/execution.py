@@ -17,6 +17,7 @@ everywhere except on the CPU) or from an explicit mode; :func:`force_sync_free` 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -93,3 +94,22 @@ def conv_memory_format(x: torch.Tensor) -> torch.memory_format:
     convolutions then skip their per-call NCHW reorders (BasicVSR's x4 head: 64 -> 256 channels at
     128x128, 64 -> 64 at 256x256: about 4 % of the forward); unchanged elsewhere (not measured there)."""
     return torch.channels_last if x.device.type == "cpu" and x.dim() == 4 else torch.contiguous_format
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch < 2.4 has no device argument)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast(device_type, enabled=False)`` where autocast is on, else a no-op context.
+
+    The same result either way; but every autocast region is a sub-graph that ``torch.export`` splits
+    out and inlines again, at a cost that grows with the graph (60 % of exporting a 12-block MIA-VSR).
+    """
+    if autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
