@@ -145,3 +145,25 @@ def test_export_argument_errors_name_the_argument(tmp_path, monkeypatch, capsys,
         export_main([*source, *arguments])
     assert message in capsys.readouterr().err
     assert not any(tmp_path.glob("x.*"))
+
+
+def test_the_eager_reference_takes_the_ops_the_graph_holds(tmp_path):
+    """CPU fast paths (Winograd convolutions here) are not traced: the check compares the file with eager on
+    the standard ops, so a .pt2 matches exactly even where the fast path rounds differently."""
+    import dataclasses
+
+    from vsrt.export.verify import StandardOps
+
+    net, network_g = tiny("BasicVSR")
+    spec = describe_network(network_g, net)
+    wrapper = exportable(net, spec, None, 2)
+    info = ExportInfo(arch="BasicVSR", label="tiny", spec=dataclasses.asdict(spec), frames=2, channels=3,
+                      size=(40, 40), scale=None, tolerance=1e-4, network_g=network_g)
+    clip = verification_clip(info)
+    with torch.no_grad():
+        fast = wrapper(clip)
+        with StandardOps():
+            standard = wrapper(clip)
+    assert not torch.equal(fast, standard)  # the fast path is active at this size
+    write_pt2(trace(wrapper, clip), info, str(tmp_path / "net.pt2"))
+    assert verify(tmp_path / "net.pt2", wrapper, info)["max_abs_diff"] == 0.0

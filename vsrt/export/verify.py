@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vsrt.archs.layers.execution import force_sync_free
 from vsrt.export.graph import ExportableNet, ExportInfo
@@ -33,13 +34,23 @@ def verification_clip(info: ExportInfo, height: int | None = None, width: int | 
     return frames.unsqueeze(0).to(info.dtype)
 
 
+class StandardOps(TorchDispatchMode):
+    """Runs every op unchanged. While a dispatch mode is active the CPU-only fast paths (Winograd
+    convolutions, oneDNN linear layers) take the standard ops, as they do when traced: the eager
+    reference then computes what the graph holds, and float rounding alone cannot flip a MIA-VSR keep
+    decision that sits on its threshold."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        return func(*args, **(kwargs or {}))
+
+
 def verify(path: str | Path, wrapper: ExportableNet, info: ExportInfo) -> dict[str, Any]:
     """``max_abs_diff`` of the output (and ``kept_equal`` for MIA-VSR) on a fresh verification clip."""
     sizes = [info.size]
     result: dict[str, Any] = {"max_abs_diff": 0.0, "sizes": sizes}
     for height, width in sizes:
         clip = verification_clip(info, height, width)
-        with force_sync_free(True), torch.no_grad():
+        with force_sync_free(True), torch.no_grad(), StandardOps():
             eager = wrapper(clip)
         eager = list(eager) if isinstance(eager, tuple) else [eager]
         exported = run_all_outputs(path, clip)
