@@ -150,3 +150,16 @@ def run_launcher(script: str, *args: str) -> None:
     result = subprocess.run(["bash", str(REPO_ROOT / script), "2", *args], env=env, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def count_nnpack_calls(monkeypatch: Any) -> list[int]:
+    """``[n]``: how many NNPACK (Winograd) convolutions run from now on (the counter is updated in place)."""
+    calls = [0]
+    original = torch._nnpack_spatial_convolution
+
+    def counted(*args: Any) -> torch.Tensor:
+        calls[0] += 1
+        return original(*args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    return calls

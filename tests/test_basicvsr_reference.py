@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import count_nnpack_calls
 from vsrt.archs import build_network
 from vsrt.archs.flow.warp import flow_warp
 
@@ -100,14 +101,7 @@ def test_float32_inference_takes_winograd_in_the_trunks_and_stays_at_float32_noi
     torch.manual_seed(0)
     net = build_network({"type": "BasicVSR", "num_feat": 16, "num_block": 2}).eval()
     lqs = torch.rand(1, 3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    calls = [0]
-    original = torch._nnpack_spatial_convolution
-
-    def counted(*args):
-        calls[0] += 1
-        return original(*args)
-
-    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    calls = count_nnpack_calls(monkeypatch)
     with torch.no_grad():
         want = net.double()(lqs.double())
         out = net.float()(lqs)

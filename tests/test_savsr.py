@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import VENDORED_PARITY, golden_view, parity_cases
+from helpers import VENDORED_PARITY, count_nnpack_calls, golden_view, parity_cases
 from vsrt.archs import build_network
 from vsrt.archs.layers import winograd
 from vsrt.archs.layers.execution import force_sync_free
@@ -68,14 +68,7 @@ def test_parity_through_winograd(path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """Every 3x3 convolution through the CPU Winograd path (the fixtures' frames are smaller than the size
     from which it is used by default): still the official output within the fixture's tolerance."""
     monkeypatch.setattr(winograd, "MIN_PIXELS", 1)
-    calls = [0]
-    nnpack = torch._nnpack_spatial_convolution
-
-    def counted(*args):
-        calls[0] += 1
-        return nnpack(*args)
-
-    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    calls = count_nnpack_calls(monkeypatch)
     case = load_case(path)
     model = build_case_model(case)
     with torch.no_grad():

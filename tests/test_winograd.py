@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from helpers import count_nnpack_calls
 from vsrt.archs.layers import winograd
 from vsrt.archs.layers.winograd import Conv2d, conv2d, winograd_applies
 
@@ -24,18 +25,6 @@ def make_conv(cin: int = 16, cout: int = 8, **kwargs) -> tuple[nn.Conv2d, Conv2d
     fast = Conv2d(cin, cout, 3, **{"stride": 1, "padding": 1, **kwargs})
     fast.load_state_dict(reference.state_dict(), strict=True)
     return reference, fast
-
-
-def count_nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls = [0]
-    original = torch._nnpack_spatial_convolution
-
-    def counted(*args):
-        calls[0] += 1
-        return original(*args)
-
-    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
-    return calls
 
 
 @needs_nnpack
