@@ -12,6 +12,7 @@ the kept-token fractions of every masked block, which must equal eager's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -112,8 +113,8 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     net = loaded.net.to(dtype)
     wrapper = exportable(net, spec, pair, args.frames)
     tolerance = args.tolerance or DEFAULT_TOLERANCE[args.precision]
-    info = ExportInfo(arch=arch, label=loaded.label, spec=vars_of(spec), frames=args.frames, channels=channels,
-                      size=size, scale=pair, precision=args.precision,
+    info = ExportInfo(arch=arch, label=loaded.label, spec=dataclasses.asdict(spec), frames=args.frames,
+                      channels=channels, size=size, scale=pair, precision=args.precision,
                       outputs=["output", "kept_fraction"] if wrapper.with_masks else ["output"],
                       tolerance=tolerance, network_g=loaded.network_g)
     example = torch.rand(info.input_shape(), generator=torch.Generator().manual_seed(0)).to(dtype)
@@ -154,12 +155,6 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
           f"{args.precision}); max |exported - eager| = {result['max_abs_diff']:.3g} (tolerance {tolerance:g})"
           f"{kept}")
     return result
-
-
-def vars_of(spec: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(spec)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -96,14 +96,19 @@ def load_exported(path: str | Path, threads: int | None = None) -> ExportedNetwo
     return cls(path, info, run)
 
 
-def _onnxruntime_runner(path: Path, info: ExportInfo, threads: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def _onnxruntime_session(path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session of ``path`` (``threads``: intra-op threads, default all cores)."""
     require("onnxruntime")
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _onnxruntime_runner(path: Path, info: ExportInfo, threads: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    session = _onnxruntime_session(path, threads)
     input_name = session.get_inputs()[0].name
 
     def run(clip: torch.Tensor) -> torch.Tensor:
@@ -127,10 +132,7 @@ def run_all_outputs(path: str | Path, clip: torch.Tensor) -> list[torch.Tensor]:
     """Every output of the exported file on one ``(1, T, C, H, W)`` clip (float32, CPU)."""
     path = Path(path)
     if path.suffix == ".onnx":
-        require("onnxruntime")
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = _onnxruntime_session(path)
         outs = session.run(None, {session.get_inputs()[0].name: clip.cpu().numpy()})
         return [torch.from_numpy(o).float() for o in outs]
     with torch.no_grad():

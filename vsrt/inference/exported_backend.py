@@ -62,12 +62,12 @@ def exported_tiles(args: argparse.Namespace, info: Any, spec: Any) -> Any:
             raise ValueError(f"--tile: {args.onnx} upscales by x{info.scale[0]:g}/x{info.scale[1]:g}, and "
                              "non-integer scales cannot be tiled")
         return TileConfig()
-    tile = _both(_pair(args.tile)) or tuple(info.size)
+    tile = TileConfig(tile=_pair(args.tile) or tuple(info.size)).tile  # S or (H, W) as (H, W)
     if tile[0] > info.size[0] or tile[1] > info.size[1]:
         raise ValueError(f"--tile {tile[0]} {tile[1]}: {args.onnx} takes frames of at most {info.size[0]}x"
                          f"{info.size[1]}")
     default_overlap = tuple(_round_up(max(t // 8, 1), m) for t, m in zip(tile, spec.size_multiple[1:]))
-    overlap = _both(_pair(args.tile_overlap)) or default_overlap
+    overlap = _pair(args.tile_overlap) or default_overlap
     return TileConfig(tile=tile, tile_overlap=overlap, size_multiple=spec.size_multiple)
 
 
@@ -84,11 +84,6 @@ def exported_window(args: argparse.Namespace, info: Any, spec: Any) -> tuple[int
         raise ValueError(f"--chunk {args.chunk} --chunk-overlap {context}: {args.onnx} takes windows of exactly "
                          f"{window} frames, so chunk + 2 * overlap must be between 1 and {window}")
     return chunk, context, window
-
-
-def _both(value: Any) -> tuple[int, int] | None:
-    """``S`` or ``(H, W)`` (from ``--tile``) as ``(H, W)``."""
-    return None if value is None else (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _round_up(value: int, multiple: int) -> int:
