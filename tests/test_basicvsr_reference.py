@@ -95,9 +95,9 @@ def test_basicvsr_equals_the_naive_reference():
 
 
 @pytest.mark.skipif(not torch._nnpack_available(), reason="PyTorch built without NNPACK")
-def test_float32_inference_takes_winograd_in_the_trunks_and_stays_at_float32_noise(monkeypatch):
-    """CPU float32 eval runs the residual trunks' 3x3 convolutions through Winograd (NNPACK); the head
-    keeps the direct convolution. The clip's error against float64 stays that of the direct path."""
+def test_float32_inference_takes_nnpack_and_stays_at_float32_noise(monkeypatch):
+    """CPU float32 eval runs the trunks' and the head's 3x3 convolutions through Winograd and SpyNet's 7x7
+    ones through NNPACK's FFT. The clip's error against float64 stays near that of the direct path."""
     torch.manual_seed(0)
     net = build_network({"type": "BasicVSR", "num_feat": 16, "num_block": 2}).eval()
     lqs = torch.rand(1, 3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -107,8 +107,11 @@ def test_float32_inference_takes_winograd_in_the_trunks_and_stays_at_float32_noi
         out = net.float()(lqs)
         with torch.backends.nnpack.flags(enabled=False):
             direct = net(lqs)
-    assert calls[0] == 3 * 2 * (1 + 2 * 2)  # frames x trunks x (input conv + two per residual block)
-    assert not torch.equal(out, direct), "the Winograd path was not taken"
-    assert out.is_contiguous()  # the head runs channels_last on the CPU; the clip comes back contiguous
+    trunks = 3 * 2 * (1 + 2 * 2)  # frames x trunks x (input conv + two per residual block)
+    head = 3 * 4  # frames x (upconv1, upconv2, conv_hr, conv_last)
+    spynet = 2 * 3 * 5  # both directions x levels of at least 8x8 (32, 16, 8) x convolutions per level
+    assert calls[0] == trunks + head + spynet
+    assert not torch.equal(out, direct), "the NNPACK path was not taken"
+    assert out.is_contiguous()
     direct_err, err = ((x.double() - want).abs().max().item() for x in (direct, out))
     assert err < max(4 * direct_err, 1e-6), (err, direct_err)

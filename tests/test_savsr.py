@@ -9,7 +9,7 @@ import torch
 
 from helpers import VENDORED_PARITY, count_nnpack_calls, golden_view, parity_cases
 from vsrt.archs import build_network
-from vsrt.archs.layers import winograd
+from vsrt.archs.layers import nnpack_conv
 from vsrt.archs.layers.execution import force_sync_free
 from vsrt.archs.savsr import sr_size
 from vsrt.archs.savsr_arch import SAVSR, branch_frame_indices
@@ -67,7 +67,7 @@ def test_parity_with_set_scale(path: Path) -> None:
 def test_parity_through_winograd(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every 3x3 convolution through the CPU Winograd path (the fixtures' frames are smaller than the size
     from which it is used by default): still the official output within the fixture's tolerance."""
-    monkeypatch.setattr(winograd, "MIN_PIXELS", 1)
+    monkeypatch.setattr(nnpack_conv, "MIN_PIXELS", {3: 1, 7: 1})
     calls = count_nnpack_calls(monkeypatch)
     case = load_case(path)
     model = build_case_model(case)

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp
 from vsrt.archs.layers.conv import ConvResidualBlocks
-from vsrt.archs.layers.execution import conv_memory_format
+from vsrt.archs.layers.nnpack_conv import Conv2d
+from vsrt.archs.layers.upsample import bilinear_x4, pixel_shuffle_x4
 from vsrt.registry import ARCH_REGISTRY
 
 
@@ -49,11 +49,10 @@ class BasicVSR(nn.Module):
         self.forward_trunk = ConvResidualBlocks(num_feat + 3, num_feat, num_block)
         self.fusion = nn.Conv2d(num_feat * 2, num_feat, 1, 1, 0, bias=True)
         # x4 head; the second stage has 64 channels whatever num_feat is (BasicSR layout)
-        self.upconv1 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1, bias=True)
-        self.upconv2 = nn.Conv2d(num_feat, 64 * 4, 3, 1, 1, bias=True)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
-        self.pixel_shuffle = nn.PixelShuffle(2)
+        self.upconv1 = Conv2d(num_feat, num_feat * 4, 3, 1, 1, bias=True)
+        self.upconv2 = Conv2d(num_feat, 64 * 4, 3, 1, 1, bias=True)
+        self.conv_hr = Conv2d(64, 64, 3, 1, 1)
+        self.conv_last = Conv2d(64, 3, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
 
     def load_spynet(self, path: str | Path) -> None:
@@ -61,12 +60,7 @@ class BasicVSR(nn.Module):
 
     def upsample(self, feat: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
         """``(n, num_feat, h, w)`` features + ``(n, 3, h, w)`` frame -> ``(n, 3, 4h, 4w)`` (contiguous)."""
-        feat = feat.contiguous(memory_format=conv_memory_format(feat))  # channels_last on the CPU
-        out = self.lrelu(self.pixel_shuffle(self.upconv1(feat)))
-        out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
-        base = F.interpolate(lq, scale_factor=4, mode="bilinear", align_corners=False)
-        return (out + base).contiguous()
+        return pixel_shuffle_x4(feat, self.upconv1, self.upconv2, self.conv_hr, self.conv_last) + bilinear_x4(lq)
 
     def forward(self, lqs: torch.Tensor) -> torch.Tensor:
         """``(n, t, 3, h, w)`` -> ``(n, t, 3, 4h, 4w)``."""

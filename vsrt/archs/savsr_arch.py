@@ -23,7 +23,7 @@ Deliberate differences from the official code:
   channel (officially training at batch size 1 crashed);
 * STAUpsample's expert mixture is re-associated into 1x1 convolutions (same maths, less memory);
   on the CPU its scale embedding runs once per distinct HR sub-pixel position instead of per HR pixel;
-* in CPU float32 inference the 3x3 convolutions use Winograd's transform (``vsrt.archs.layers.winograd``,
+* in CPU float32 inference the 3x3 convolutions use Winograd's transform (``vsrt.archs.layers.nnpack_conv``,
   about 2x faster than oneDNN's direct convolution). This changes float32 rounding only: the official
   fixtures stay within 4e-7 of the official outputs. ``torch.backends.nnpack.flags(enabled=False)``
   turns it off.
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsrt.archs.layers.winograd import Conv2d
+from vsrt.archs.layers.nnpack_conv import Conv2d
 from vsrt.archs.savsr.blocks import OSAdapt, ResidualGroup
 from vsrt.archs.savsr.scale import Scale, as_scale_pair, sr_size
 from vsrt.archs.savsr.upsample import STAUpsample

@@ -19,6 +19,7 @@ from torch import nn
 
 from vsrt.archs.flow.warp import flow_warp
 from vsrt.archs.layers.execution import autocast_off
+from vsrt.archs.layers.nnpack_conv import Conv2d
 
 NUM_LEVELS = 6
 SIZE_MULTIPLE = 2 ** (NUM_LEVELS - 1)  # 32: the coarsest level is h/32 x w/32
@@ -32,7 +33,7 @@ class SpyNetLevel(nn.Module):
         channels = (8, 32, 64, 32, 16, 2)
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-            layers.append(nn.Conv2d(c_in, c_out, kernel_size=7, stride=1, padding=3))
+            layers.append(Conv2d(c_in, c_out, kernel_size=7, stride=1, padding=3))
             if i < len(channels) - 2:
                 layers.append(nn.ReLU(inplace=False))
         self.basic_module = nn.Sequential(*layers)

@@ -1,6 +1,6 @@
 """Residual convolution blocks in BasicSR's state-dict layout.
 
-The 3x3 convolutions are :class:`vsrt.archs.layers.winograd.Conv2d` (``nn.Conv2d`` with the same
+The 3x3 convolutions are :class:`vsrt.archs.layers.nnpack_conv.Conv2d` (``nn.Conv2d`` with the same
 arguments and keys): CPU float32 inference without gradients takes the Winograd transform, about twice
 as fast there; training, autocast, other devices and graphs keep the direct convolution.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vsrt.archs.layers.winograd import Conv2d
+from vsrt.archs.layers.nnpack_conv import Conv2d
 
 
 class ResidualBlockNoBN(nn.Module):

@@ -89,13 +89,6 @@ def attention_window_chunk(x: torch.Tensor, tokens_per_window: int) -> int | Non
     return max(1, CPU_ATTENTION_CHUNK_TOKENS // tokens_per_window)
 
 
-def conv_memory_format(x: torch.Tensor) -> torch.memory_format:
-    """Memory format for a convolution stack on ``x``: channels_last on the CPU, where oneDNN's direct
-    convolutions then skip their per-call NCHW reorders (BasicVSR's x4 head: 64 -> 256 channels at
-    128x128, 64 -> 64 at 256x256: about 4 % of the forward); unchanged elsewhere (not measured there)."""
-    return torch.channels_last if x.device.type == "cpu" and x.dim() == 4 else torch.contiguous_format
-
-
 def autocast_enabled(device_type: str) -> bool:
     """Whether autocast is on for ``device_type`` (torch < 2.4 has no device argument)."""
     try:

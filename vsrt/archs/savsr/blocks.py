@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vsrt.archs.layers.winograd import Conv2d
+from vsrt.archs.layers.nnpack_conv import Conv2d
 from vsrt.archs.savsr.osconv import OSConv2d, SingleValueSafeBatchNorm2d
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.winograd import conv2d
+from vsrt.archs.layers.nnpack_conv import conv2d
 from vsrt.archs.savsr.scale import inverse_scale
 
 

@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import nn
 
 from vsrt.archs.layers.execution import sync_free
-from vsrt.archs.layers.winograd import capturing_graph
+from vsrt.archs.layers.nnpack_conv import capturing_graph
 from vsrt.archs.savsr.scale import inverse_scale, sr_size
 
 

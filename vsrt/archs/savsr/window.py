@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsrt.archs.layers.winograd import Conv2d
+from vsrt.archs.layers.nnpack_conv import Conv2d
 from vsrt.archs.savsr.osconv import OSConv2d
 
 

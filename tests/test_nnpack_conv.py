@@ -1,4 +1,4 @@
-"""vsrt.archs.layers.winograd: the CPU Winograd (NNPACK) path of 3x3 convolutions and its fallbacks."""
+"""vsrt.archs.layers.nnpack_conv: NNPACK CPU path of 3x3 (Winograd) and 7x7 (FFT) convolutions, and its fallbacks."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import count_nnpack_calls
-from vsrt.archs.layers import winograd
-from vsrt.archs.layers.winograd import Conv2d, conv2d, winograd_applies
+from vsrt.archs.layers import nnpack_conv
+from vsrt.archs.layers.nnpack_conv import Conv2d, conv2d, nnpack_applies
+from vsrt.archs.layers.upsample import pixel_shuffle
 
 needs_nnpack = pytest.mark.skipif(not torch._nnpack_available(), reason="PyTorch built without NNPACK")
 
@@ -71,15 +72,15 @@ def test_fallbacks_are_the_standard_convolution(case: str, monkeypatch: pytest.M
     assert torch.equal(out, want)
 
 
-def test_winograd_applies_needs_enough_pixels_and_cpu_float32() -> None:
+def test_nnpack_applies_needs_enough_pixels_and_cpu_float32() -> None:
     weight = torch.randn(8, 16, 3, 3)
     with torch.no_grad():
-        side = int(winograd.MIN_PIXELS ** 0.5)
-        assert winograd_applies(torch.randn(1, 16, side, side), weight, padding=1) == torch._nnpack_available()
-        assert not winograd_applies(torch.randn(1, 16, side - 1, side), weight, padding=1)
-        assert not winograd_applies(torch.randn(1, 16, side, side, dtype=torch.float16), weight, padding=1)
-        assert not winograd_applies(torch.randn(16, side, side), weight, padding=1)  # unbatched input
-        assert not winograd_applies(torch.randn(1, 16, side, side), torch.randn(8, 16, 5, 5), padding=1)
+        side = int(nnpack_conv.MIN_PIXELS[3] ** 0.5)
+        assert nnpack_applies(torch.randn(1, 16, side, side), weight, padding=1) == torch._nnpack_available()
+        assert not nnpack_applies(torch.randn(1, 16, side - 1, side), weight, padding=1)
+        assert not nnpack_applies(torch.randn(1, 16, side, side, dtype=torch.float16), weight, padding=1)
+        assert not nnpack_applies(torch.randn(16, side, side), weight, padding=1)  # unbatched input
+        assert not nnpack_applies(torch.randn(1, 16, side, side), torch.randn(8, 16, 5, 5), padding=1)
 
 
 def test_same_state_dict_as_nn_conv2d() -> None:
@@ -101,7 +102,7 @@ def test_export_keeps_the_standard_convolution() -> None:
 @needs_nnpack
 def test_first_convolution_of_a_fresh_process() -> None:
     """NNPACK must be initialised before its first convolution (it fails otherwise)."""
-    code = ("import torch; from vsrt.archs.layers.winograd import Conv2d; conv = Conv2d(8, 8, 3, 1, 1)\n"
+    code = ("import torch; from vsrt.archs.layers.nnpack_conv import Conv2d; conv = Conv2d(8, 8, 3, 1, 1)\n"
             "with torch.no_grad(): print(tuple(conv(torch.randn(1, 8, 32, 32)).shape))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parents[1])
@@ -125,3 +126,62 @@ def test_functional_conv2d_bias_free(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls[0] == 1
     want = F.conv2d(x.double(), weight.double(), padding=1)
     assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
+
+
+@needs_nnpack
+def test_7x7_convolution_takes_the_fft_path_and_is_as_accurate_as_the_direct_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SpyNet's 7x7 convolutions (padding 3) go through NNPACK too."""
+    torch.manual_seed(0)
+    reference = nn.Conv2d(8, 32, 7, 1, 3)
+    fast = Conv2d(8, 32, 7, 1, 3)
+    fast.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 8, 17, 24)
+    calls = count_nnpack_calls(monkeypatch)
+    with torch.no_grad():
+        out, direct = fast(x), reference(x)
+        want = F.conv2d(x.double(), reference.weight.double(), reference.bias.double(), padding=3)
+    assert calls[0] == 1
+    assert not torch.equal(out, direct), "the NNPACK path was not taken"
+    direct_err = (direct.double() - want).abs().max()
+    assert (out.double() - want).abs().max() < 3 * direct_err + 1e-7
+    with torch.no_grad():  # a 7x7 kernel with another padding is not a same-size convolution: direct
+        assert not nnpack_applies(x, fast.weight, padding=1)
+
+
+@needs_nnpack
+@pytest.mark.parametrize("kernel", [3, 7])
+def test_large_convolutions_run_in_bands_with_the_same_result(kernel: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the scratch budget the rows are cut into bands; each band's halo rows make the seams exact
+    (a band that read no halo would see zeros there: errors of the size of the output itself)."""
+    torch.manual_seed(1)
+    x = torch.randn(1, 6, 41, 37)
+    weight, bias = torch.randn(5, 6, kernel, kernel), torch.randn(5)
+    rows_per_band = 7
+    per_row = nnpack_conv.SCRATCH_BYTES_PER_PIXEL_CHANNEL * x.shape[-1] * (6 + 5)
+    monkeypatch.setattr(nnpack_conv, "SCRATCH_BUDGET", rows_per_band * per_row)
+    assert nnpack_conv.band_rows(x, 5) == rows_per_band
+    calls = count_nnpack_calls(monkeypatch)
+    with torch.no_grad():
+        out = conv2d(x, weight, bias, padding=kernel // 2)
+    want = F.conv2d(x.double(), weight.double(), bias.double(), padding=kernel // 2)
+    assert calls[0] == -(-41 // rows_per_band)  # 6 bands
+    assert out.shape == want.shape
+    assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
+
+
+def test_band_rows_bound_the_scratch() -> None:
+    x = torch.empty(1, 64, 720, 1280)  # 64 -> 64 channels at 720p: about 1.1 GB unbanded
+    rows = nnpack_conv.band_rows(x, 64)
+    assert 1 <= rows < 720
+    assert rows * 1280 * 128 * nnpack_conv.SCRATCH_BYTES_PER_PIXEL_CHANNEL <= nnpack_conv.SCRATCH_BUDGET
+    assert nnpack_conv.band_rows(torch.empty(1, 64, 64, 64), 64) == 64  # small frames: one call
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_pixel_shuffle_is_torchs_exactly(factor: int) -> None:
+    """The heads' reshape-and-permute pixel shuffle (faster than PyTorch's NCHW kernel on the CPU)."""
+    x = torch.randn(2, 5 * factor * factor, 6, 7)
+    out = pixel_shuffle(x, factor)
+    assert torch.equal(out, F.pixel_shuffle(x, factor))
+    assert out.is_contiguous()
