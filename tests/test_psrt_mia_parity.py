@@ -258,6 +258,13 @@ def test_attend_kept_equals_dense_attention_rows() -> None:
     for m in (None, mask):
         torch.testing.assert_close(attn.attend_kept(windows, keep, m), attn.attend(windows, m)[keep],
                                    atol=1e-6, rtol=0)
+    # windows whose mask is all zero first (window_index's order): those read the bias alone
+    unmasked = (mask == 0).flatten(1).all(1)
+    assert 0 < int(unmasked.sum()) < len(unmasked)
+    ordered = mask[torch.argsort((~unmasked).to(torch.uint8), stable=True)]
+    num_unmasked = int(unmasked.sum())
+    torch.testing.assert_close(attn.attend_kept(windows, keep, ordered, num_unmasked),
+                               attn.attend(windows, ordered)[keep], atol=1e-6, rtol=0)
 
 
 def test_skipping_masked_attention_rows_keeps_the_output() -> None:

@@ -186,7 +186,8 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         elif gather:  # attention rows, proj and MLP of kept tokens only
             kept_rows = keep.squeeze(-1) > 0  # (n*nW, wh*ww)
             attn_out = prev[1].clone()
-            attn_out[kept_rows] = self.attn.proj(self.attn.attend_kept(windows, kept_rows, mask)).to(attn_out.dtype)
+            attended = self.attn.attend_kept(windows, kept_rows, mask, index.num_unmasked)  # (K, c)
+            attn_out[kept_rows] = self.attn.proj(attended).to(attn_out.dtype)
         else:  # every token, then the previous step's output where not kept
             attn_out = torch.where(keep > 0, self.attn(windows, mask, index.num_unmasked), prev[1])
         x = x + self.drop_path(self._to_pixels(attn_out, index, n, h, w))

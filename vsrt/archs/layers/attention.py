@@ -177,7 +177,7 @@ class WindowAttention3D(nn.Module):
         return rearrange(out, "n w h t d -> (n w) t (h d)")
 
     def attend_kept(self, windows: torch.Tensor, keep: torch.Tensor, mask: torch.Tensor | None = None,
-                    bucket: int = 8) -> torch.Tensor:
+                    num_unmasked: int = 0, bucket: int = 8) -> torch.Tensor:
         """:meth:`attend` for the kept queries only: ``attend(windows, mask)[keep]``.
 
         Windows without a kept query are skipped entirely (no q, k, v); the others
@@ -191,6 +191,8 @@ class WindowAttention3D(nn.Module):
             windows: ``(n*nW, N, dim)``.
             keep: ``(n*nW, Nq)`` bool.
             mask: ``(nW, Nq, N)`` or None.
+            num_unmasked: as in :meth:`attend` (the first windows' mask is all zero: they get the bias
+                alone, and only the others a ``bias + mask`` table).
         Returns:
             ``(K, dim)`` for the ``K = keep.sum()`` kept queries in ``keep.nonzero()`` order.
         """
@@ -199,10 +201,14 @@ class WindowAttention3D(nn.Module):
         step = max(1, num_queries // bucket)
         rounded = (counts + step - 1) // step * step  # padded query rows per window
         out = windows.new_zeros(keep.shape[0], num_queries, dim)
-        # bias (+ shift mask) of every query row, gathered per group below
+        # bias (+ shift mask) of every query row, gathered per group below: window w reads
+        # tables[lookup[w]], the bias alone (entry 0) or its own bias + mask
         table = self.position_bias()  # (heads, Nq, N)
         if mask is not None:
-            table = table.unsqueeze(0) + mask.to(table.dtype).unsqueeze(1)  # (nW, heads, Nq, N)
+            nw = mask.shape[0]
+            masked = table.unsqueeze(0) + mask[num_unmasked:].to(table.dtype).unsqueeze(1)  # (nW - U, heads, Nq, N)
+            table = torch.cat([table.unsqueeze(0), masked])  # (1 + nW - U, heads, Nq, N)
+            lookup = (torch.arange(nw, device=table.device) - (num_unmasked - 1)).clamp_(min=0)  # (nW,)
         for size in rounded.unique().tolist():
             if size == 0:
                 continue
@@ -210,7 +216,7 @@ class WindowAttention3D(nn.Module):
             if size == num_queries:  # all query rows: no reordering, no per-row gathers
                 rows = None
                 query_tokens = windows[index, num_tokens - num_queries:]  # (M, Nq, dim)
-                attn_mask = table.unsqueeze(0) if mask is None else table[index % table.shape[0]]
+                attn_mask = table.unsqueeze(0) if mask is None else table[lookup[index % nw]]
             else:  # kept query positions first (stable), then unused ones: (M, size)
                 rows = torch.argsort((~keep[index]).to(torch.uint8), dim=1, stable=True)[:, :size]
                 query_tokens = windows[index, num_tokens - num_queries:].gather(
@@ -218,7 +224,7 @@ class WindowAttention3D(nn.Module):
                 if mask is None:  # (heads, M, size, N) -> (M, heads, size, N)
                     attn_mask = table[:, rows].transpose(0, 1)
                 else:  # (M, size, heads, N) -> (M, heads, size, N)
-                    attn_mask = table[(index % table.shape[0]).unsqueeze(1), :, rows].transpose(1, 2)
+                    attn_mask = table[lookup[index % nw].unsqueeze(1), :, rows].transpose(1, 2)
             q, k, v = self.project_split(query_tokens, windows[index])  # (M, heads, size | N, head_dim)
             attended = scaled_dot_product(q, k, v, attn_mask.to(q.dtype), self.scale)
             attended = rearrange(attended, "m h s d -> m s (h d)").to(out.dtype)
