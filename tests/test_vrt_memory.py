@@ -50,8 +50,8 @@ def test_chunked_attention_is_window_attention(monkeypatch):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_vrt_output_does_not_depend_on_the_chunk_size(monkeypatch, batch):
     """Whole tile vs CPU inference chunks of 64 tokens (window attention, MLPs, pa_fuse, the upsampler
-    frame by frame), 3-window attention chunks and one image per deform_conv2d call; with gradients
-    (no chunks at all) the same values too."""
+    frame by frame), 3-window attention chunks and one image per deformable convolution call; with
+    gradients (no chunks at all, torchvision's deform_conv2d) the same values too."""
     torch.manual_seed(0)
     net = build_network({"type": "VRT", **VRT.tiny_config}).eval()
     x = torch.rand(batch, *VRT.tiny_input_shape[1:])
@@ -60,10 +60,10 @@ def test_vrt_output_does_not_depend_on_the_chunk_size(monkeypatch, batch):
         monkeypatch.setattr(dcn, "CPU_COLUMN_FLOATS", 10**12)
         whole = net(x)
         monkeypatch.setattr(tmsa, "CPU_CHUNK_TOKENS", 64)  # also the upsampler: one frame at a time
-        monkeypatch.setattr(dcn, "CPU_COLUMN_FLOATS", 1)  # one image per deform_conv2d call
+        monkeypatch.setattr(dcn, "CPU_COLUMN_FLOATS", 1)  # one image per deformable convolution call
         images = []
-        real_deform = dcn.deform_conv2d
-        monkeypatch.setattr(dcn, "deform_conv2d",
+        real_deform = dcn.sampled_deform_conv2d  # eval on the CPU: the grid_sample path
+        monkeypatch.setattr(dcn, "sampled_deform_conv2d",
                             lambda x, *a, **k: images.append(x.shape[0]) or real_deform(x, *a, **k))
         monkeypatch.setattr(tmsa, "ATTENTION_CHUNK_LOGITS", 3 * 2 * 32 * 32)  # 3 windows of 32 tokens
         runs = []
@@ -85,3 +85,28 @@ def test_inference_chunks_only_on_the_gathered_cpu_path():
         with force_sync_free():
             assert tmsa.inference_chunk(x, 384) is None  # GPU: one launch for all windows
     assert tmsa.inference_chunk(x, 384) is None  # gradients: the whole-tile graph
+
+
+@pytest.mark.parametrize("size", [(9, 13), (2, 5)])
+def test_cpu_deformable_sampling_equals_torchvision(size):
+    """The grid_sample path of CPU inference against torchvision's modulated deform_conv2d: several offset
+    groups, two convolution groups, offsets far enough to leave the frame on every side."""
+    from torchvision.ops import deform_conv2d
+
+    torch.manual_seed(0)
+    h, w = size
+    x = torch.randn(2, 12, h, w)
+    offset = torch.randn(2, 2 * 9 * 4, h, w) * 4  # 4 offset groups
+    mask = torch.rand(2, 9 * 4, h, w)
+    weight, bias = torch.randn(6, 6, 3, 3), torch.randn(6)  # 12 input channels: 2 convolution groups
+    with torch.no_grad():
+        assert dcn.sampled_deform_conv_applies(x, weight, padding=1)
+        out = dcn.sampled_deform_conv2d(x, offset, weight, bias, mask)
+        want = deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
+    torch.testing.assert_close(out, want, rtol=0, atol=2e-5)
+    x.requires_grad_(True)
+    assert not dcn.sampled_deform_conv_applies(x, weight, padding=1)  # training keeps torchvision
+    with torch.no_grad():
+        assert not dcn.sampled_deform_conv_applies(x, weight, padding=0)  # not a same-size convolution
+        assert not dcn.sampled_deform_conv_applies(x[..., :1], weight, padding=1)  # a single column
+        assert not dcn.sampled_deform_conv_applies(x.double(), weight.double(), padding=1)
