@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from vsrt.archs.layers.execution import sync_free
-from vsrt.archs.layers.nnpack_conv import capturing_graph
+from vsrt.archs.layers.execution import capturing_graph, sync_free
 
 # float32 values of torchvision's deformable im2col buffer per CPU call (16 MiB; see _images_per_call):
 # VRT's stage-1 buffer for 5 frames at 64x64 is 88 MB, and per image the sampling runs ~20 % faster
@@ -154,11 +153,12 @@ class FlowGuidedDeformConv(nn.Module):
         weight, bias = self.weight.float(), self.bias.float()
         step = self._images_per_call(neighbors)
         if sampled_deform_conv_applies(args[0], weight, self.padding):
-            out = torch.cat([sampled_deform_conv2d(x, off, weight, bias, m)
-                             for x, off, m in zip(*(t.split(step) for t in args))])
+            def conv(x: torch.Tensor, off: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+                return sampled_deform_conv2d(x, off, weight, bias, m)
         else:
-            out = torch.cat([deform_conv2d(x, off, weight, bias, padding=self.padding, mask=m)
-                             for x, off, m in zip(*(t.split(step) for t in args))])
+            def conv(x: torch.Tensor, off: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+                return deform_conv2d(x, off, weight, bias, padding=self.padding, mask=m)
+        out = torch.cat([conv(x, off, m) for x, off, m in zip(*(t.split(step) for t in args))])
         return out.to(neighbors.dtype)
 
     def _images_per_call(self, neighbors: torch.Tensor) -> int:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 EXECUTION_MODES = ("auto", "gather", "dense")
 
@@ -87,6 +88,15 @@ def attention_window_chunk(x: torch.Tensor, tokens_per_window: int) -> int | Non
     if sync_free(x):
         return None
     return max(1, CPU_ATTENTION_CHUNK_TOKENS // tokens_per_window)
+
+
+def capturing_graph() -> bool:
+    """Whether the call is traced, compiled, exported or seen by a Python dispatch mode (``FlopCounterMode``,
+    ``FakeTensorMode``, memory recorders). The CPU fast paths (NNPACK convolutions, oneDNN linear layers,
+    the sampled deformable convolution) then keep the standard ops, which graphs hold and counters know."""
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling() or (exporting is not None and exporting())
+            or _get_current_dispatch_mode() is not None)
 
 
 def autocast_enabled(device_type: str) -> bool:

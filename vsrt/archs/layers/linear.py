@@ -20,24 +20,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-
-def _tracing() -> bool:
-    """Tracing, compiling, exporting, or inside a Python dispatch mode (``FlopCounterMode``, memory
-    recorders): those see ``aten.linear`` and know its cost, not the oneDNN op's."""
-    return (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-            or _get_current_dispatch_mode() is not None)
+from vsrt.archs.layers.execution import autocast_enabled, capturing_graph
 
 
 def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether :func:`linear` would use oneDNN's fused kernel for these arguments."""
-    if type(x) is not torch.Tensor or _tracing():  # FakeTensor, Proxy or another subclass: the standard op
+    if type(x) is not torch.Tensor or capturing_graph():  # FakeTensor, Proxy or another subclass: the standard op
         return False
     return (bias is not None and x.device.type == "cpu" and x.dtype == weight.dtype == bias.dtype == torch.float32
             and x.dim() >= 2
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad))
-            and not torch.is_autocast_enabled("cpu")
+            and not autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 

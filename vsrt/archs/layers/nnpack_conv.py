@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
-from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from vsrt.archs.layers.execution import autocast_enabled, capturing_graph
 
 MIN_PIXELS = {3: 32 * 32, 7: 8 * 8}
 """Kernel size -> fewest output pixels (h * w) for which NNPACK pays (3x3: break-even about 24x24; 7x7:
@@ -52,20 +53,6 @@ SCRATCH_BUDGET = 96 * 2**20
 
 SCRATCH_BYTES_PER_PIXEL_CHANNEL = 10
 """Measured peak memory growth of one NNPACK convolution per pixel and (input + output) channel."""
-
-
-def capturing_graph() -> bool:
-    """Whether the call is traced, compiled, exported or seen by a dispatch mode (keep the standard ops)."""
-    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
-    return (torch.jit.is_tracing() or torch.compiler.is_compiling() or (exporting is not None and exporting())
-            or _get_current_dispatch_mode() is not None)  # e.g. FlopCounterMode, FakeTensorMode
-
-
-def _cpu_autocast() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4: no device argument
-        return torch.is_autocast_cpu_enabled()
 
 
 def nnpack_applies(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1,  # noqa: ANN001
@@ -79,7 +66,7 @@ def nnpack_applies(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, d
             and _pair(dilation) == (1, 1)
             and x.shape[-2] * x.shape[-1] >= MIN_PIXELS[weight.shape[-1]]
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not _cpu_autocast()
+            and not autocast_enabled("cpu")
             # last: _nnpack_available() also initialises NNPACK, without which its convolution fails
             and torch._C._get_nnpack_enabled() and torch._nnpack_available())
 

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.execution import sync_free
-from vsrt.archs.layers.nnpack_conv import capturing_graph
+from vsrt.archs.layers.execution import capturing_graph, sync_free
 from vsrt.archs.savsr.scale import inverse_scale, sr_size
 
 
