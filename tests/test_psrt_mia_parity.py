@@ -11,7 +11,7 @@ from helpers import golden_view, parity_cases
 from vsrt.archs import build_network
 from vsrt.archs.flow.warp import patch_align_warp
 from vsrt.archs.iia_vsr_arch import IIAVSR
-from vsrt.archs.layers import recurrent
+from vsrt.archs.layers import execution, recurrent
 from vsrt.archs.layers.attention import WindowAttention3D
 from vsrt.archs.layers.window import (
     relative_position_index,
@@ -247,24 +247,30 @@ def test_shifted_window_mask_region_ids() -> None:
         assert torch.equal(shifted_window_mask(padded, window, shift), want), (padded, window, shift)
 
 
-def test_attend_kept_equals_dense_attention_rows() -> None:
+@pytest.mark.parametrize("chunk_tokens", [3072, 48 * 3])  # all windows at once; chunks of 3 windows
+def test_forward_kept_equals_dense_attention_rows(monkeypatch: pytest.MonkeyPatch, chunk_tokens: int) -> None:
+    monkeypatch.setattr(execution, "CPU_ATTENTION_CHUNK_TOKENS", chunk_tokens)
     torch.manual_seed(0)
     attn = WindowAttention3D(12, (3, 4, 4), 2, last_frame_queries=True)
     windows = torch.randn(2 * 4, 48, 12)  # 2 samples x 4 windows
+    fallback = torch.randn(8, 16, 12)
     keep = torch.rand(8, 16) < 0.4
     keep[1] = False  # a window without kept tokens
     keep[2] = True  # a fully kept window
+    keep[5, :3], keep[5, 3:] = False, True  # kept rows not at the start
+    keep[6] = True  # a fully kept window of the second sample
     mask = shifted_window_mask((3, 8, 8), (3, 4, 4), (3, 2, 2))[:, -16:]
-    for m in (None, mask):
-        torch.testing.assert_close(attn.attend_kept(windows, keep, m), attn.attend(windows, m)[keep],
-                                   atol=1e-6, rtol=0)
-    # windows whose mask is all zero first (window_index's order): those read the bias alone
+    # windows whose mask is all zero first (window_index's order): those may read the bias alone
     unmasked = (mask == 0).flatten(1).all(1)
-    assert 0 < int(unmasked.sum()) < len(unmasked)
     ordered = mask[torch.argsort((~unmasked).to(torch.uint8), stable=True)]
     num_unmasked = int(unmasked.sum())
-    torch.testing.assert_close(attn.attend_kept(windows, keep, ordered, num_unmasked),
-                               attn.attend(windows, ordered)[keep], atol=1e-6, rtol=0)
+    assert 0 < num_unmasked < len(unmasked)
+    for m, u in ((None, 0), (mask, 0), (ordered, num_unmasked)):
+        for bucket in (8, 1, 16):  # 2 rows a step; the whole window; every row count its own batch
+            got = attn.forward_kept(windows, keep, fallback, m, u, bucket=bucket)
+            torch.testing.assert_close(got, torch.where(keep.unsqueeze(-1), attn(windows, m, u), fallback),
+                                       atol=1e-6, rtol=0)
+    assert torch.equal(attn.forward_kept(windows, torch.zeros_like(keep), fallback, mask), fallback)
 
 
 def test_skipping_masked_attention_rows_keeps_the_output() -> None:

@@ -23,7 +23,9 @@ Deliberate differences from the official code:
   :func:`vsrt.archs.layers.execution.sync_free`): ``gather`` (default on the CPU)
   computes only the kept tokens, including their attention query rows (kept
   queries are gathered into dense per-window batches; windows without kept
-  tokens skip q, k and v); ``dense`` (default on CUDA) computes every token and
+  tokens skip q, k and v), in the blocks that keep few enough tokens for it to
+  pay (:data:`GATHER_ATTENTION_UP_TO`, :data:`GATHER_MLP_UP_TO`); ``dense``
+  (default on CUDA) computes every token and
   selects with ``torch.where``, without any host-device synchronisation. The
   official computes every attention row and skips only the output projection and
   the MLP, through data-dependent indexing;
@@ -106,12 +108,23 @@ class StepMemory:
         self.gather = gather
 
 
-def apply_to_kept(fn: nn.Module, x: torch.Tensor, keep: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+# The gathered eval path computes only the kept tokens where at most these fractions of a block's tokens
+# are kept; above them, computing every token and selecting is as fast or faster on the CPU (the kept
+# path still needs every k/v of the windows it touches, plus its gathers). Either way gives the same output.
+GATHER_ATTENTION_UP_TO = 0.5
+GATHER_MLP_UP_TO = 0.7
+
+
+def apply_to_kept(fn: nn.Module, x: torch.Tensor, keep: torch.Tensor, fallback: torch.Tensor,
+                  gather_up_to: float = 1.0) -> torch.Tensor:
     """``where(keep, fn(x), fallback)`` row-wise, evaluating ``fn`` only on kept rows.
 
-    ``x`` ``(..., c)``, ``keep`` ``(..., 1)`` in {0, 1}, ``fallback`` ``(..., c_out)``.
+    ``x`` ``(..., c)``, ``keep`` ``(..., 1)`` in {0, 1}, ``fallback`` ``(..., c_out)``. Where more than
+    ``gather_up_to`` of the rows are kept, ``fn`` runs on every row and the kept ones are selected.
     """
     rows = keep.reshape(-1).nonzero().squeeze(1)
+    if rows.numel() > gather_up_to * keep.numel():
+        return torch.where(keep > 0, fn(x), fallback)
     out = fallback.reshape(-1, fallback.shape[-1]).clone()
     out[rows] = fn(x.reshape(-1, x.shape[-1])[rows]).to(out.dtype)
     return out.view(fallback.shape)
@@ -183,11 +196,8 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
             attn_out = self.attn(windows, mask, index.num_unmasked)
         elif self.training:
             attn_out = self.attn(windows, mask, index.num_unmasked) * keep + prev[1] * (1 - keep)
-        elif gather:  # attention rows, proj and MLP of kept tokens only
-            kept_rows = keep.squeeze(-1) > 0  # (n*nW, wh*ww)
-            attn_out = prev[1].clone()
-            attended = self.attn.attend_kept(windows, kept_rows, mask, index.num_unmasked)  # (K, c)
-            attn_out[kept_rows] = self.attn.proj(attended).to(attn_out.dtype)
+        elif gather and float(keep.mean()) <= GATHER_ATTENTION_UP_TO:  # attention rows and proj of kept tokens
+            attn_out = self.attn.forward_kept(windows, keep.squeeze(-1) > 0, prev[1], mask, index.num_unmasked)
         else:  # every token, then the previous step's output where not kept
             attn_out = torch.where(keep > 0, self.attn(windows, mask, index.num_unmasked), prev[1])
         x = x + self.drop_path(self._to_pixels(attn_out, index, n, h, w))
@@ -198,7 +208,7 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         elif self.training:
             hidden = self.drop_path(self.mlp(self.norm2(x))) * keep_map + prev[2] * (1 - keep_map)
         elif gather:
-            hidden = apply_to_kept(lambda z: self.mlp(self.norm2(z)), x, keep_map, prev[2])
+            hidden = apply_to_kept(lambda z: self.mlp(self.norm2(z)), x, keep_map, prev[2], GATHER_MLP_UP_TO)
         else:
             hidden = torch.where(keep_map > 0, self.mlp(self.norm2(x)), prev[2])
         return x + hidden, queries, attn_out, hidden, keep_map

@@ -176,64 +176,76 @@ class WindowAttention3D(nn.Module):
             for part, part_bias in ((plain, bias), (masked, masked_bias))], dim=1)  # (n, nW, heads, Nq, d)
         return rearrange(out, "n w h t d -> (n w) t (h d)")
 
-    def attend_kept(self, windows: torch.Tensor, keep: torch.Tensor, mask: torch.Tensor | None = None,
-                    num_unmasked: int = 0, bucket: int = 8) -> torch.Tensor:
-        """:meth:`attend` for the kept queries only: ``attend(windows, mask)[keep]``.
+    def forward_kept(self, windows: torch.Tensor, keep: torch.Tensor, fallback: torch.Tensor,
+                     mask: torch.Tensor | None = None, num_unmasked: int = 0, bucket: int = 8) -> torch.Tensor:
+        """``where(keep, forward(windows, mask, num_unmasked), fallback)``, computing only the kept query rows.
 
-        Windows without a kept query are skipped entirely (no q, k, v); the others
-        are grouped by their number of kept queries, rounded up to a multiple of
-        ``Nq // bucket``, and each group runs as one dense batch whose query rows
-        are the window's kept tokens (padded with a few unused rows). Fully kept
-        windows run as in :meth:`attend`. Each kept row gets the same arithmetic as in
-        :meth:`attend` (equal up to float rounding, usually bitwise).
+        Windows without a kept query are skipped (no q, k or v). The others are sorted by their number of
+        kept queries rounded up to a multiple of ``Nq // bucket``, then unmasked before masked; each run of
+        windows with the same rounded count and mask kind is one dense attention batch whose query rows are
+        each window's kept positions (then a few unkept ones as padding, computed and dropped). Fully kept
+        unmasked windows read the shared position bias as :meth:`attend` does; the others a per-row copy
+        (plus their shift-mask rows). Per chunk of windows (:func:`attention_window_chunk`) k/v, q and
+        ``proj`` are one matrix product each. Each kept row gets the arithmetic of :meth:`forward` (equal up
+        to float rounding). Data-dependent shapes: the gathered (CPU) path only.
 
         Args:
             windows: ``(n*nW, N, dim)``.
             keep: ``(n*nW, Nq)`` bool.
-            mask: ``(nW, Nq, N)`` or None.
-            num_unmasked: as in :meth:`attend` (the first windows' mask is all zero: they get the bias
-                alone, and only the others a ``bias + mask`` table).
+            fallback: ``(n*nW, Nq, dim)``, the rows where ``keep`` is False.
+            mask, num_unmasked: as in :meth:`attend`.
         Returns:
-            ``(K, dim)`` for the ``K = keep.sum()`` kept queries in ``keep.nonzero()`` order.
+            ``(n*nW, Nq, dim)``, a new tensor.
         """
-        num_queries, num_tokens, dim = self.num_queries, windows.shape[1], self.dim
-        counts = keep.sum(1)
+        num_tokens, dim, heads = windows.shape[1], self.dim, self.num_heads
+        num_queries, device = self.num_queries, windows.device
         step = max(1, num_queries // bucket)
-        rounded = (counts + step - 1) // step * step  # padded query rows per window
-        out = windows.new_zeros(keep.shape[0], num_queries, dim)
-        # bias (+ shift mask) of every query row, gathered per group below: window w reads
-        # tables[lookup[w]], the bias alone (entry 0) or its own bias + mask
+        padded_rows = (keep.sum(1) + step - 1) // step * step  # (n*nW,) query rows each window runs with
+        nw = windows.shape[0] if mask is None else mask.shape[0]
+        masked = (torch.arange(windows.shape[0], device=device) % nw >= num_unmasked) & (mask is not None)
+        # largest padded size first, unmasked before masked within a size, windows without kept rows last
+        order = torch.argsort(padded_rows * 2 + (~masked).to(padded_rows.dtype), descending=True, stable=True)
+        kinds = list(zip(padded_rows.index_select(0, order).tolist(), masked.index_select(0, order).tolist()))
+        active = sum(size > 0 for size, _ in kinds)
+        # each window's kept query positions first (in order), then the unkept ones; all in order where
+        # every row runs: (A, Nq)
+        positions = torch.argsort((~keep.index_select(0, order[:active])).to(torch.uint8), dim=1, stable=True)
+        every_row = padded_rows.index_select(0, order[:active]).unsqueeze(1) == num_queries
+        positions = torch.where(every_row, torch.arange(num_queries, device=device), positions)
+        w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
+        b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
         table = self.position_bias()  # (heads, Nq, N)
-        if mask is not None:
-            nw = mask.shape[0]
-            masked = table.unsqueeze(0) + mask[num_unmasked:].to(table.dtype).unsqueeze(1)  # (nW - U, heads, Nq, N)
-            table = torch.cat([table.unsqueeze(0), masked])  # (1 + nW - U, heads, Nq, N)
-            lookup = (torch.arange(nw, device=table.device) - (num_unmasked - 1)).clamp_(min=0)  # (nW,)
-        for size in rounded.unique().tolist():
-            if size == 0:
-                continue
-            index = (rounded == size).nonzero().squeeze(1)  # (M,) windows of this group
-            if size == num_queries:  # all query rows: no reordering, no per-row gathers
-                rows = None
-                query_tokens = windows[index, num_tokens - num_queries:]  # (M, Nq, dim)
-                attn_mask = table.unsqueeze(0) if mask is None else table[lookup[index % nw]]
-            else:  # kept query positions first (stable), then unused ones: (M, size)
-                rows = torch.argsort((~keep[index]).to(torch.uint8), dim=1, stable=True)[:, :size]
-                query_tokens = windows[index, num_tokens - num_queries:].gather(
-                    1, rows.unsqueeze(-1).expand(-1, -1, dim))  # (M, size, dim)
-                if mask is None:  # (heads, M, size, N) -> (M, heads, size, N)
-                    attn_mask = table[:, rows].transpose(0, 1)
-                else:  # (M, size, heads, N) -> (M, heads, size, N)
-                    attn_mask = table[lookup[index % nw].unsqueeze(1), :, rows].transpose(1, 2)
-            q, k, v = self.project_split(query_tokens, windows[index])  # (M, heads, size | N, head_dim)
-            attended = scaled_dot_product(q, k, v, attn_mask.to(q.dtype), self.scale)
-            attended = rearrange(attended, "m h s d -> m s (h d)").to(out.dtype)
-            if rows is None:
-                out[index] = attended
-            else:
-                valid = torch.arange(size, device=rows.device) < counts[index].unsqueeze(1)  # (M, size)
-                out[index.unsqueeze(1).expand_as(rows)[valid], rows[valid]] = attended[valid]
-        return out[keep]
+        mask_rows = None if mask is None else mask.reshape(-1, num_tokens)  # (nW*Nq, N)
+        out = fallback.reshape(-1, dim).clone()  # (n*nW*Nq, dim)
+        for lo, hi in even_splits(0, active, attention_window_chunk(windows, num_tokens) or active):
+            ids = order[lo:hi]  # (m,) windows of this chunk
+            sizes = torch.tensor([size for size, _ in kinds[lo:hi]], device=device)
+            slot = torch.repeat_interleave(torch.arange(hi - lo, device=device), sizes)  # (P,) window of each row
+            row = positions[lo:hi][torch.arange(num_queries, device=device) < sizes.unsqueeze(1)]  # (P,)
+            target = ids.index_select(0, slot) * num_queries + row  # (P,) rows of ``out``
+            token = windows.index_select(0, ids)  # (m, N, dim)
+            k, v = rearrange(linear(token, w_kv, b_kv), "m t (two h d) -> two m h t d", two=2, h=heads)
+            query_tokens = token.view(-1, dim).index_select(0, slot * num_tokens + (num_tokens - num_queries) + row)
+            q = linear(query_tokens, w_q, b_q)  # (P, dim)
+            attended, row_start, window_start = [], 0, 0
+            for (size, is_masked), count in runs(kinds[lo:hi]):  # one attention batch each
+                rows = slice(row_start, row_start + size * count)
+                group = slice(window_start, window_start + count)
+                if size == num_queries:  # every row, in order: the shared table
+                    bias = table.unsqueeze(0)  # (1, heads, Nq, N)
+                else:
+                    bias = rearrange(table.index_select(1, row[rows]), "h (m s) n -> m h s n", m=count)
+                if is_masked:  # (count, 1, size, N) shift-mask rows of each window
+                    mask_index = target[rows] % mask_rows.shape[0]
+                    bias = bias + rearrange(mask_rows.index_select(0, mask_index), "(m s) n -> m 1 s n", m=count)
+                result = scaled_dot_product(rearrange(q[rows], "(m s) (h d) -> m h s d", m=count, h=heads),
+                                            k[group], v[group], bias.to(q.dtype), self.scale)  # (count, h, size, d)
+                attended.append(rearrange(result, "m h s d -> (m s) (h d)"))
+                row_start, window_start = rows.stop, group.stop
+            kept = keep.reshape(-1).index_select(0, target).nonzero().squeeze(1)  # padded rows that are kept
+            projected = self.project_out(torch.cat(attended).index_select(0, kept))
+            out.index_copy_(0, target.index_select(0, kept), projected.to(out.dtype))
+        return out.view(fallback.shape)
 
     def project_out(self, attended: torch.Tensor) -> torch.Tensor:
         """``proj`` (key ``proj``) through :func:`vsrt.archs.layers.linear.linear`: ``(..., dim) -> (..., dim)``."""
@@ -259,15 +271,31 @@ def window_chunks(num_windows_total: int, mask: torch.Tensor | None, num_unmaske
     get None) with the masked ones (which get their ``(stop - start, Nq, N)`` rows of ``mask``); each
     run of windows is cut into equal chunks (49 windows at most 16 a chunk: 12, 12, 12, 13).
     """
-    def split(lo: int, hi: int) -> list[tuple[int, int]]:
-        count = -(-(hi - lo) // chunk)
-        bounds = [lo + (hi - lo) * i // count for i in range(count + 1)]
-        return list(zip(bounds[:-1], bounds[1:]))
-
     if mask is None:
-        return [(s, e, None) for s, e in split(0, num_windows_total)]
+        return [(s, e, None) for s, e in even_splits(0, num_windows_total, chunk)]
     nw = mask.shape[0]
     return [(first + s, first + e, None if hi == num_unmasked else mask[s:e])
             for first in range(0, num_windows_total, nw)
             for lo, hi in ((0, num_unmasked), (num_unmasked, nw)) if hi > lo
-            for s, e in split(lo, hi)]
+            for s, e in even_splits(lo, hi, chunk)]
+
+
+def even_splits(lo: int, hi: int, chunk: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut into the fewest near-equal ``(start, stop)`` parts of at most ``chunk`` (49 by 16: 12, 12,
+    12, 13)."""
+    if hi <= lo:
+        return []
+    count = -(-(hi - lo) // chunk)
+    bounds = [lo + (hi - lo) * i // count for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def runs(values: list) -> list[tuple]:
+    """``(value, length)`` of each run of equal consecutive values: ``[8, 8, 3] -> [(8, 2), (3, 1)]``."""
+    out: list[tuple] = []
+    for value in values:
+        if out and out[-1][0] == value:
+            out[-1] = (value, out[-1][1] + 1)
+        else:
+            out.append((value, 1))
+    return out
