@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -236,11 +237,18 @@ def markdown(summary: list[dict[str, Any]], results: list[dict[str, Any]], args:
     device = ok[0]["device_name"] if ok else args.device
     versions = f"torch {ok[0]['torch']}, {ok[0]['threads']} threads" if ok else ""
     memory = ok[0]["memory"] if ok else ""
-    lines.append(f"<!-- {device}, {versions}; LR {args.size[0]}x{args.size[1]}, {args.frames} frames "
-                 f"(VRT {args.vrt_frames}); median of {args.runs} timed pass(es) after {args.warmup} warm-up "
-                 f"x {args.repeat} round(s), {'all in one process' if args.in_process else 'one process per run'}"
-                 f"{', official and vsrt interleaved' if args.official_ref else ''}; "
-                 f"memory: {memory}{'; tiny configurations' if args.tiny else ''} -->")
+    if args.from_jsonl:  # describe the merged records, not this command's (unused) run options
+        first = ok[0] if ok else {"size": args.size, "frames": args.frames}
+        rounds = max(Counter((r["row"], r["impl"], r["precision"], r["compile"]) for r in ok).values(), default=0)
+        method = (f"LR {first['size'][0]}x{first['size'][1]}, {first['frames']} frames; medians over up to {rounds} "
+                  f"round(s) merged from {', '.join(Path(name).name for name in args.from_jsonl)}")
+    else:
+        method = (f"LR {args.size[0]}x{args.size[1]}, {args.frames} frames (VRT {args.vrt_frames}); median of "
+                  f"{args.runs} timed pass(es) after {args.warmup} warm-up x {args.repeat} round(s), "
+                  f"{'all in one process' if args.in_process else 'one process per run'}"
+                  f"{', official and vsrt interleaved' if args.official_ref else ''}")
+    tiny = "; tiny configurations" if args.tiny else ""
+    lines.append(f"<!-- {device}, {versions}; {method}; memory: {memory}{tiny} -->")
     for s in summary:
         for impl, error in s["errors"].items():
             lines.append(f"<!-- {s['label']} {s['precision']} {impl}: {error} -->")

@@ -112,7 +112,7 @@ class StepMemory:
 # are kept; above them, computing every token and selecting is as fast or faster on the CPU (the kept
 # path still needs every k/v of the windows it touches, plus its gathers). Either way gives the same output.
 GATHER_ATTENTION_UP_TO = 0.5
-GATHER_MLP_UP_TO = 0.7
+GATHER_MLP_UP_TO = 0.45
 
 
 def apply_to_kept(fn: nn.Module, x: torch.Tensor, keep: torch.Tensor, fallback: torch.Tensor,
