@@ -8,6 +8,8 @@ and the ``relative_position_index`` buffer follow the official checkpoints.
 
 from __future__ import annotations
 
+from itertools import groupby
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -112,16 +114,23 @@ class WindowAttention3D(nn.Module):
         """``(heads, Nq, N)`` bias from the table (reused without gradients: :func:`gathered_position_bias`)."""
         return gathered_position_bias(self, self.relative_position_bias_table, self.relative_position_index)
 
+    def project_queries(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The q part of ``qkv``: ``(..., dim) -> (..., dim)`` (heads still interleaved)."""
+        bias = None if self.qkv.bias is None else self.qkv.bias[:self.dim]
+        return linear(tokens, self.qkv.weight[:self.dim], bias)
+
+    def project_keys_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k and v parts of ``qkv``: ``(B, N, dim)`` -> ``(B, heads, N, head_dim)`` twice."""
+        bias = None if self.qkv.bias is None else self.qkv.bias[self.dim:]
+        kv = linear(tokens, self.qkv.weight[self.dim:], bias)
+        return tuple(rearrange(kv, "b t (two h d) -> two b h t d", two=2, h=self.num_heads))
+
     def project_split(self, query_tokens: torch.Tensor, key_tokens: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``qkv`` applied to the query tokens ``(B, Nq, dim)`` for q and the key tokens ``(B, N, dim)``
         for k and v: ``(B, heads, Nq, head_dim)``, ``(B, heads, N, head_dim)`` twice."""
-        dim = self.dim
-        w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
-        b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
-        q = rearrange(linear(query_tokens, w_q, b_q), "b t (h d) -> b h t d", h=self.num_heads)
-        k, v = rearrange(linear(key_tokens, w_kv, b_kv), "b t (two h d) -> two b h t d", two=2, h=self.num_heads)
-        return q, k, v
+        q = rearrange(self.project_queries(query_tokens), "b t (h d) -> b h t d", h=self.num_heads)
+        return (q, *self.project_keys_values(key_tokens))
 
     def attend(self, windows: torch.Tensor, mask: torch.Tensor | None = None,
                num_unmasked: int = 0) -> torch.Tensor:
@@ -205,30 +214,29 @@ class WindowAttention3D(nn.Module):
         masked = (torch.arange(windows.shape[0], device=device) % nw >= num_unmasked) & (mask is not None)
         # largest padded size first, unmasked before masked within a size, windows without kept rows last
         order = torch.argsort(padded_rows * 2 + (~masked).to(padded_rows.dtype), descending=True, stable=True)
-        kinds = list(zip(padded_rows.index_select(0, order).tolist(), masked.index_select(0, order).tolist()))
+        sizes = padded_rows.index_select(0, order)  # (n*nW,) in processing order
+        kinds = list(zip(sizes.tolist(), masked.index_select(0, order).tolist()))
         active = sum(size > 0 for size, _ in kinds)
         # each window's kept query positions first (in order), then the unkept ones; all in order where
         # every row runs: (A, Nq)
         positions = torch.argsort((~keep.index_select(0, order[:active])).to(torch.uint8), dim=1, stable=True)
-        every_row = padded_rows.index_select(0, order[:active]).unsqueeze(1) == num_queries
+        every_row = sizes[:active].unsqueeze(1) == num_queries
         positions = torch.where(every_row, torch.arange(num_queries, device=device), positions)
-        w_q, w_kv = self.qkv.weight[:dim], self.qkv.weight[dim:]
-        b_q, b_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:dim], self.qkv.bias[dim:])
         table = self.position_bias()  # (heads, Nq, N)
         mask_rows = None if mask is None else mask.reshape(-1, num_tokens)  # (nW*Nq, N)
         out = fallback.reshape(-1, dim).clone()  # (n*nW*Nq, dim)
         for lo, hi in even_splits(0, active, attention_window_chunk(windows, num_tokens) or active):
-            ids = order[lo:hi]  # (m,) windows of this chunk
-            sizes = torch.tensor([size for size, _ in kinds[lo:hi]], device=device)
-            slot = torch.repeat_interleave(torch.arange(hi - lo, device=device), sizes)  # (P,) window of each row
-            row = positions[lo:hi][torch.arange(num_queries, device=device) < sizes.unsqueeze(1)]  # (P,)
+            ids, chunk_sizes = order[lo:hi], sizes[lo:hi]  # (m,) windows of this chunk, their query rows
+            slot = torch.repeat_interleave(torch.arange(hi - lo, device=device), chunk_sizes)  # (P,) window of each row
+            row = positions[lo:hi][torch.arange(num_queries, device=device) < chunk_sizes.unsqueeze(1)]  # (P,)
             target = ids.index_select(0, slot) * num_queries + row  # (P,) rows of ``out``
             token = windows.index_select(0, ids)  # (m, N, dim)
-            k, v = rearrange(linear(token, w_kv, b_kv), "m t (two h d) -> two m h t d", two=2, h=heads)
-            query_tokens = token.view(-1, dim).index_select(0, slot * num_tokens + (num_tokens - num_queries) + row)
-            q = linear(query_tokens, w_q, b_q)  # (P, dim)
+            k, v = self.project_keys_values(token)  # (m, heads, N, head_dim) each
+            q = self.project_queries(
+                token.view(-1, dim).index_select(0, slot * num_tokens + (num_tokens - num_queries) + row))  # (P, dim)
             attended, row_start, window_start = [], 0, 0
-            for (size, is_masked), count in runs(kinds[lo:hi]):  # one attention batch each
+            for (size, is_masked), group_kinds in groupby(kinds[lo:hi]):  # one attention batch each
+                count = len(list(group_kinds))
                 rows = slice(row_start, row_start + size * count)
                 group = slice(window_start, window_start + count)
                 if size == num_queries:  # every row, in order: the shared table
@@ -288,14 +296,3 @@ def even_splits(lo: int, hi: int, chunk: int) -> list[tuple[int, int]]:
     count = -(-(hi - lo) // chunk)
     bounds = [lo + (hi - lo) * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
-
-
-def runs(values: list) -> list[tuple]:
-    """``(value, length)`` of each run of equal consecutive values: ``[8, 8, 3] -> [(8, 2), (3, 1)]``."""
-    out: list[tuple] = []
-    for value in values:
-        if out and out[-1][0] == value:
-            out[-1] = (value, out[-1][1] + 1)
-        else:
-            out.append((value, 1))
-    return out
