@@ -79,6 +79,20 @@ def test_reds_partition_shapes_and_alignment(reds):
         torch.testing.assert_close(item["gt"], expected_gt, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("partition, held_out", [
+    ("REDS4", {"000", "011", "015", "020"}),  # the REDS4 test set of EDVR / BasicVSR / MIA-VSR papers
+    ("official", {"240", "269"}),  # the official REDS validation clips 240-269, renamed as in BasicSR
+    (["010", "021"], {"010", "021"}),
+])
+def test_reds_validation_partitions(tmp_path, partition, held_out):
+    clips = ("000", "010", "011", "015", "019", "020", "021", "239", "240", "269")
+    paths = write_reds_like(tmp_path, clips=clips, num_frames=3, size=16)
+    clips_of = lambda dataset: {key.split("/")[0] for key in dataset.keys}  # noqa: E731
+    common = {"val_partition": partition, "num_frame": 3, "interval_list": [1], "gt_size": 16}
+    assert clips_of(build_dataset(reds_opt(paths, test_mode=True, **common))) == held_out
+    assert clips_of(build_dataset(reds_opt(paths, **common))) == set(clips) - held_out
+
+
 def test_reds_window_stays_inside_clip_and_reverses(reds):
     dataset = build_dataset(reds_opt(reds, num_frame=4, interval_list=[2], use_hflip=False, use_rot=False,
                                      gt_size=32))
@@ -220,6 +234,28 @@ def test_vimeo_recurrent_flip_sequence_and_lmdb(tmp_path):
                               "dataroot_lq": str(tmp_path / "lq.lmdb"), "io_backend": {"type": "lmdb"}})
     for a, b in zip(_samples(dataset, 3, 4), _samples(lmdb_set, 3, 4)):
         assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"])
+
+
+@pytest.mark.parametrize("num_frame, frames", [(1, [4]), (3, [3, 4, 5]), (5, [2, 3, 4, 5, 6]),
+                                                (7, [1, 2, 3, 4, 5, 6, 7]), (-1, [1, 2, 3, 4, 5, 6, 7])])
+def test_vimeo_datasets_load_the_frames_centred_on_im4(tmp_path, num_frame, frames):
+    """Training and test sets both read im<k> for the ``num_frame`` frames around im4, in order."""
+    paths = write_vimeo_like(tmp_path, sequences=("00001/0001",))
+
+    def lq_frame(k: int) -> torch.Tensor:
+        img = cv2.imread(str(paths["lq"] / "00001/0001" / f"im{k}.png"))[..., ::-1]
+        return torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 255
+
+    expected = torch.stack([lq_frame(k) for k in frames])
+    common = {"scale": SCALE, "dataroot_gt": str(paths["gt"]), "dataroot_lq": str(paths["lq"]),
+              "meta_info_file": str(paths["meta"]), "io_backend": {"type": "disk"}, "num_frame": num_frame}
+    train_set = build_dataset({**common, "name": "vimeo", "type": "Vimeo90KRecurrentDataset", "gt_size": 32,
+                               "interval_list": [1], "random_reverse": False, "use_hflip": False, "use_rot": False,
+                               "flip_sequence": False})
+    test_set = build_dataset({**common, "name": "Vimeo90K-T", "type": "VideoTestVimeo90KDataset",
+                              "cache_data": False})
+    torch.testing.assert_close(_samples(train_set, 0, 1)[0]["lq"], expected, rtol=0, atol=0)
+    torch.testing.assert_close(test_set[0]["lq"], expected, rtol=0, atol=0)
 
 
 def test_vimeo_test_dataset(tmp_path):

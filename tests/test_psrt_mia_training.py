@@ -77,6 +77,38 @@ def test_activation_checkpointing_is_off_without_gradients():
     assert out.shape == (1, 2, 3, 32, 32)
 
 
+# ------------------------------------------------------------------ training-mode randomness
+
+def test_training_keep_mask_is_straight_through_gumbel_at_temperature_two_thirds():
+    """Forward: hard 0/1 from the noisy logit; backward: the gradient of sigmoid((logit + g1 - g2) / (2/3)),
+    with g1, g2 the two Gumbel draws of the official ``Gumbel`` module (eps 1e-8)."""
+    from vsrt.archs.mia_vsr_arch import gumbel_sigmoid_keep
+
+    logit = torch.linspace(-3, 3, 64, requires_grad=True)
+    torch.manual_seed(5)
+    hard = gumbel_sigmoid_keep(logit, training=True)
+    hard.sum().backward()
+    torch.manual_seed(5)  # the same two uniform draws, by hand
+    u1, u2 = torch.rand(64), torch.rand(64)
+    noisy = logit.detach() - torch.log(-torch.log(u1 + 1e-8) + 1e-8) + torch.log(-torch.log(u2 + 1e-8) + 1e-8)
+    soft = torch.sigmoid(noisy / (2 / 3))
+    torch.testing.assert_close(hard.detach(), (soft >= 0.5).float(), rtol=0, atol=0)
+    torch.testing.assert_close(logit.grad, soft * (1 - soft) / (2 / 3))
+    assert 0 < hard.detach().mean() < 1 and not torch.equal(hard.detach(), (logit >= 0).float())  # noise acts
+
+
+def test_drop_path_drops_whole_samples_and_rescales_the_rest():
+    from vsrt.archs.layers.mlp import DropPath
+
+    layer = DropPath(0.5).train()
+    torch.manual_seed(0)
+    out = layer(torch.ones(64, 3, 4, 5))
+    per_sample = out.flatten(1)
+    assert torch.equal(per_sample.min(1).values, per_sample.max(1).values)  # each sample all 0 or all 2
+    assert set(per_sample[:, 0].tolist()) == {0.0, 2.0}
+    assert torch.equal(layer.eval()(out), out)
+
+
 # ------------------------------------------------------------------ the loss
 
 def official_sparsity_loss(masks: list) -> torch.Tensor:
