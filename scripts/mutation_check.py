@@ -40,6 +40,10 @@ MECHANICS = ("tests/test_training_mechanics.py",)
 SAFETY = ("tests/test_checkpoint_safety.py",)
 MIA = ("tests/test_psrt_mia_parity.py",)
 MIA_TRAINING = ("tests/test_psrt_mia_training.py",)
+SAVSR = ("tests/test_savsr.py",)
+TRAINING_OPTIONS = ("tests/test_training_options.py",)
+DATA = ("tests/test_data_core.py", "tests/test_data_datasets.py")
+OPTIONS = ("tests/test_options.py", "tests/test_option_validation.py")
 VRT = ("tests/test_vrt.py",)
 BASICVSR = ("tests/test_basicvsr_reference.py",)
 
@@ -321,6 +325,50 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("drop-path-per-element", "vsrt/archs/layers/mlp.py",
            "    shape = (x.shape[0],) + (1,) * (x.dim() - 1)\n", "    shape = x.shape\n",
            "stochastic depth drops single elements, not whole samples", MIA_TRAINING),
+    Mutant("osconv-scale-order", "vsrt/archs/savsr/osconv.py", "scale_info = torch.cat((inv_h, inv_w), dim=1)",
+           "scale_info = torch.cat((inv_w, inv_h), dim=1)", "OSConv routes the scale vector as [1/s_w, 1/s_h]",
+           SAVSR),
+    Mutant("osconv-kernel-sigmoid", "vsrt/archs/savsr/osconv.py",
+           'kernel = torch.softmax(rearrange(self.kernel_fc(hidden), "b n 1 1 -> b n 1 1 1 1"), dim=1)',
+           'kernel = torch.sigmoid(rearrange(self.kernel_fc(hidden), "b n 1 1 -> b n 1 1 1 1"))',
+           "OSConv kernel attention by sigmoid instead of softmax", SAVSR),
+    Mutant("osconv-max-context", "vsrt/archs/savsr/osconv.py", "x.mean(dim=(2, 3))", "x.amax(dim=(2, 3))",
+           "OSConv routes the per-channel maximum instead of the mean", SAVSR),
+    Mutant("savsr-centre-frame", "vsrt/archs/savsr_arch.py",
+           "self.center_frame_idx = num_frame // 2 if center_frame_idx", "self.center_frame_idx = num_frame // 2 + 1 "
+           "if center_frame_idx", "SAVSR's default centre frame one late", SAVSR),
+    Mutant("psrt-first-step-neighbour", "vsrt/archs/psrt_recurrent_arch.py",
+           "aligned_2 = torch.zeros_like(aligned_1) if aligned_2 is None else aligned_2",
+           "aligned_2 = aligned_1 if aligned_2 is None else aligned_2",
+           "PSRT's first recurrent step repeats the previous output instead of zeros", MIA),
+    Mutant("forward-kept-bucket-floor", "vsrt/archs/layers/attention.py",
+           "padded_rows = (keep.sum(1) + step - 1) // step * step",
+           "padded_rows = keep.sum(1) // step * step", "gathered attention rounds kept counts down", MIA),
+    Mutant("perceptual-no-std", "vsrt/losses/perceptual_loss.py", "x = (x - self.mean) / self.std",
+           "x = x - self.mean", "VGG input not divided by the ImageNet std", TRAINING_OPTIONS),
+    Mutant("gram-unnormalised", "vsrt/losses/perceptual_loss.py", "return flat @ flat.transpose(1, 2) / (c * h * w)",
+           "return flat @ flat.transpose(1, 2) / (h * w)", "Gram matrix divided by h*w only", TRAINING_OPTIONS),
+    Mutant("duf-sigma", "vsrt/data/data_util.py", "generate_gaussian_kernel(kernel_size, 0.4 * scale)",
+           "generate_gaussian_kernel(kernel_size, 0.5 * scale)", "BD blur with sigma 0.5 * scale", DATA),
+    Mutant("duf-offset", "vsrt/data/data_util.py", "planes = planes[:, :, 2:-2, 2:-2]",
+           "planes = planes[:, :, 1:-3, 1:-3]", "BD sampling grid one LR pixel up and left", DATA),
+    Mutant("flow-lr-mul-ignored", "vsrt/models/base_model.py", '"lr": lr * flow_lr_mul}]', '"lr": lr}]',
+           "flow_lr_mul not applied to the flow parameters", MECHANICS + TRAINING_OPTIONS),
+    Mutant("protocol-vid4-rgb", "vsrt/inference/protocols.py", '"vid4": Protocol("vid4", test_y_channel=True)',
+           '"vid4": Protocol("vid4", test_y_channel=False)', "Vid4 scored on RGB instead of Y",
+           ("tests/test_inference.py",)),
+    Mutant("protocol-reds4-y", "vsrt/inference/protocols.py", '"reds4": Protocol("reds4", test_y_channel=False)',
+           '"reds4": Protocol("reds4", test_y_channel=True)', "REDS4 scored on Y instead of RGB",
+           ("tests/test_inference.py",)),
+    Mutant("unknown-dataset-key-accepted", "vsrt/options.py",
+           "            if sub not in DATASET_KEYS:\n", "            if sub not in DATASET_KEYS and False:\n",
+           "unknown dataset keys accepted silently", OPTIONS),
+    Mutant("default-param-key-ema", "vsrt/models/base_model.py",
+           'param_key = path_opt.get("param_key_g", "params")', 'param_key = path_opt.get("param_key_g", "params_ema")',
+           "pretrain_network_g loads params_ema unless told otherwise", ("tests/test_checkpoint_errors.py",)),
+    Mutant("consistency-sign", "vsrt/metrics/temporal.py", "mismatch = np.sum((backward + fwd_at) ** 2, axis=-1)",
+           "mismatch = np.sum((backward - fwd_at) ** 2, axis=-1)", "warping-error consistency test with the wrong "
+           "sign", ("tests/test_temporal_metrics.py",)),
 )
 
 

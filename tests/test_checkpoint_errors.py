@@ -118,3 +118,31 @@ def test_benchmark_script_reports_a_refused_checkpoint_in_one_line(tmp_path, mon
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: ") and str(path) in err
     assert "Traceback" not in err and "weights_only" not in err and not marker.exists()
+
+
+def test_pretrain_network_g_reads_params_unless_param_key_g_names_another(tmp_path):
+    """BasicSR's convention: ``params`` by default, ``path.param_key_g`` to pick e.g. ``params_ema``; the EMA
+    copy of a training run starts from the file's ``params_ema``."""
+    from helpers import tiny_train_options
+    from vsrt.models import build_model
+    from vsrt.options import finalize
+    from vsrt.utils.checkpoint import unwrap_model
+
+    torch.manual_seed(0)
+    plain, ema = build_network(TINY).state_dict(), build_network(TINY).state_dict()
+    path = tmp_path / "both.pth"
+    torch.save({"params": plain, "params_ema": ema}, path)
+
+    def loaded(**changes) -> tuple[dict, dict]:
+        opt = finalize(tiny_train_options(tmp_path, **{"path.pretrain_network_g": str(path), **changes}),
+                       is_train=True, root=tmp_path)
+        model = build_model(opt)
+        return unwrap_model(model.net_g).state_dict(), model.net_g_ema.state_dict()
+
+    def same(a: dict, b: dict) -> bool:
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    net_g, net_g_ema = loaded()
+    assert same(net_g, plain) and not same(net_g, ema) and same(net_g_ema, ema)
+    net_g, _ = loaded(**{"path.param_key_g": "params_ema"})
+    assert same(net_g, ema)
