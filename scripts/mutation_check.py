@@ -369,6 +369,30 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("consistency-sign", "vsrt/metrics/temporal.py", "mismatch = np.sum((backward + fwd_at) ** 2, axis=-1)",
            "mismatch = np.sum((backward - fwd_at) ** 2, axis=-1)", "warping-error consistency test with the wrong "
            "sign", ("tests/test_temporal_metrics.py",)),
+    Mutant("vrt-flow-compose-order", "vsrt/archs/vrt/flows.py",
+           "back.append(_compose(back[0][:, :-1], back[0][:, 1:]))",
+           "back.append(_compose(back[0][:, 1:], back[0][:, :-1]))", "VRT's two-frame backward flows composed in "
+           "the wrong order", VRT),
+    Mutant("vrt-three-frame-flow-order", "vsrt/archs/vrt/flows.py",
+           "fwd.append(_compose(fwd[1][:, 1:], fwd[0][:, :-2]))", "fwd.append(_compose(fwd[0][:, :-2], fwd[1][:, 1:]))",
+           "VRT's three-frame forward flows composed in the wrong order", VRT),
+    Mutant("vrt-backward-flow-direction", "vsrt/archs/vrt/flows.py",
+           "backward = [[f] for f in as_frames(spynet.forward_pyramid(current, following, FLOW_SCALES))]",
+           "backward = [[f] for f in as_frames(spynet.forward_pyramid(following, current, FLOW_SCALES))]",
+           "VRT's backward flows estimated in the forward direction", VRT),
+    Mutant("vrt-input-align-order", "vsrt/archs/vrt/flows.py",
+           "return torch.cat([from_next, from_previous], dim=2)",
+           "return torch.cat([from_previous, from_next], dim=2)", "VRT's aligned input frames in the wrong order",
+           VRT),
+    Mutant("vrt-align-border-side", "vsrt/archs/vrt/stage.py",
+           "parts = [aligned, border] if direction == 1 else [border, aligned]",
+           "parts = [border, aligned] if direction == 1 else [aligned, border]",
+           "VRT's parallel warping puts the missing neighbour on the wrong end", VRT),
+    Mutant("savsr-relative-coords", "vsrt/archs/savsr/upsample.py",
+           "return centres - torch.floor(centres + 1e-3) - 0.5", "return centres - torch.floor(centres + 1e-3)",
+           "SAVSR relative coordinates not centred", SAVSR),
+    Mutant("lpips-range", "vsrt/metrics/lpips_metric.py", "return (rgb / 127.5 - 1.0)[None]",
+           "return (rgb / 255.0)[None]", "LPIPS scored on [0, 1] instead of [-1, 1]", ("tests/test_lpips_metric.py",)),
 )
 
 

@@ -34,6 +34,7 @@ NETWORK_CASES: dict[str, int] = {
     "vrt/vrt_sr_reds6_pa2_dg12.pt": 3,
     "vrt/vrt_testvideo_sr_tiled.pt": 3,
     "vrt/vrt_denoise_pa2_dg16.pt": 1,
+    "vrt/vrt_sr_vimeo_pa4_dg16.pt": 3,  # pa_frames 4: the composed two-frame flows
     "vrt/vrt_vfi_4frames.pt": 1,
     "psrt_recurrent/psrt_recurrent_t3_64x66.pt": 3,
     "mia_vsr/mia_vsr_t3_64x68.pt": 3,

@@ -27,6 +27,7 @@ def test_vendored_fixtures_stay_under_20_mb() -> None:
 @pytest.mark.parametrize(("relative", "network", "what"), [
     ("vrt/vrt_sr_reds6_pa2_dg12.pt", "VRT", "x4 SR, REDS 6-frame family, whole clip"),
     ("vrt/vrt_testvideo_sr_tiled.pt", "VRT", "x4 SR through the tiled test_video procedure"),
+    ("vrt/vrt_sr_vimeo_pa4_dg16.pt", "VRT", "x4 SR with pa_frames=4 (two-frame composed flows)"),
     ("psrt_recurrent/psrt_recurrent_t3_64x66.pt", "BasicRecurrentSwin", "PSRT-recurrent"),
     ("iia_vsr/iia_vsr_t3_64x64.pt", "IIAVSR", "IIA-VSR (released frame order)"),
     ("mia_vsr/mia_vsr_t3_64x68.pt", "MIAVSR", "MIA-VSR with masks"),

@@ -206,3 +206,51 @@ def test_per_frame_conv_equals_conv3d() -> None:
     x = torch.rand(2, 5, 3, 8, 6)  # (n, c, d, h, w)
     want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=(0, 1, 1))
     torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-6)
+
+
+class _SmoothFlowNet:
+    """SpyNet stand-in: a smooth, spatially varying flow for every frame pair (frames carry their index)."""
+
+    def forward_pyramid(self, ref: torch.Tensor, supp: torch.Tensor, scales) -> list[torch.Tensor]:
+        out = []
+        for s in scales:
+            h, w = ref.shape[-2] // s, ref.shape[-1] // s
+            ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+            pair = (2 * ref[:, 0, 0, 0] + supp[:, 0, 0, 0]).view(-1, 1, 1)  # (b, 1, 1) which frames
+            flow_x = 3.0 * torch.sin(2 * torch.pi * (xs + 0.3 * ys) + pair)
+            flow_y = 2.5 * torch.cos(2 * torch.pi * (ys - 0.2 * xs) + 0.7 * pair)
+            out.append(torch.stack([flow_x, flow_y], dim=1) / s)  # (b, 2, h, w)
+        return out
+
+
+def test_multi_frame_flows_are_compositions_of_the_one_frame_flows():
+    """pa_frames 4/6: warping with the flow to t+k (t-k) equals warping step by step with the one-frame
+    flows (up to bilinear resampling), in both directions, at full and half resolution."""
+    from vsrt.archs.flow.warp import flow_warp
+    from vsrt.archs.vrt.flows import FLOW_SCALES, spynet_flows
+
+    d, h, w = 5, 48, 48
+    frames = torch.arange(d, dtype=torch.float32).view(1, d, 1, 1, 1).expand(1, d, 3, h, w).contiguous()
+    backward, forward = spynet_flows(_SmoothFlowNet(), frames, pa_frames=6)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    errors = []
+
+    def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:  # (1, c, h, w), (1, 2, h, w)
+        return flow_warp(img, flow.permute(0, 2, 3, 1))
+
+    for scale, back, fwd in list(zip(FLOW_SCALES, backward, forward))[:2]:  # coarser: too few pixels
+        hs, ws = h // scale, w // scale
+        img = torch.stack([torch.sin(8 * xs + 5 * ys), torch.cos(6 * xs - 8 * ys)])[None]  # smooth (1, 2, h, w)
+        img = F.interpolate(img, size=(hs, ws), mode="bilinear", align_corners=True)
+        inner = (..., slice(10 // scale, -(10 // scale)), slice(10 // scale, -(10 // scale)))
+        for k in (1, 2):  # distance k + 1 from distance k and distance 1
+            for t in range(d - k - 1):
+                # backward: t -> t+k+1 = (t -> t+k) then (t+k -> t+k+1)
+                direct = warp(img, back[k][:, t])
+                chained = warp(warp(img, back[0][:, t + k]), back[k - 1][:, t])
+                errors.append(float((direct - chained)[inner].abs().max()))
+                # forward: t+k+1 -> t = (t+k+1 -> t+1) then (t+1 -> t)
+                direct = warp(img, fwd[k][:, t])
+                chained = warp(warp(img, fwd[0][:, t]), fwd[k - 1][:, t + 1])
+                errors.append(float((direct - chained)[inner].abs().max()))
+    assert max(errors) < 0.07  # measured 0.045; a composition in the wrong order or of the wrong frames: > 0.14
