@@ -44,6 +44,8 @@ SAVSR = ("tests/test_savsr.py",)
 TRAINING_OPTIONS = ("tests/test_training_options.py",)
 DATA = ("tests/test_data_core.py", "tests/test_data_datasets.py")
 OPTIONS = ("tests/test_options.py", "tests/test_option_validation.py")
+UPSCALE = ("tests/test_upscale.py", "tests/test_export_upscale.py")
+VALIDATION = ("tests/test_training.py", "tests/test_vrt_training.py", "tests/test_inference.py")
 VRT = ("tests/test_vrt.py",)
 BASICVSR = ("tests/test_basicvsr_reference.py",)
 
@@ -393,6 +395,20 @@ MUTANTS: tuple[Mutant, ...] = (
            "SAVSR relative coordinates not centred", SAVSR),
     Mutant("lpips-range", "vsrt/metrics/lpips_metric.py", "return (rgb / 127.5 - 1.0)[None]",
            "return (rgb / 255.0)[None]", "LPIPS scored on [0, 1] instead of [-1, 1]", ("tests/test_lpips_metric.py",)),
+    Mutant("stream-no-left-context", "vsrt/inference/streaming.py",
+           "        window_start = max(0, next_out - context)\n", "        window_start = next_out\n",
+           "chunked upscaling without context frames before each chunk", UPSCALE),
+    Mutant("stream-timestamps-of-first-frame", "vsrt/inference/streaming.py",
+           "emit(tensor2img(outputs[k]), buffer[index - buffer_start][1])",
+           "emit(tensor2img(outputs[k]), buffer[0][1])",
+           "every output frame of a chunk gets the chunk's first timestamp", UPSCALE),
+    Mutant("stream-frames-as-bgr", "vsrt/inference/streaming.py",
+           "return torch.from_numpy(np.ascontiguousarray(frame[..., ::-1]))",
+           "return torch.from_numpy(np.ascontiguousarray(frame))", "video frames fed to the network as BGR",
+           UPSCALE),
+    Mutant("validation-first-frame", "vsrt/models/video_recurrent_model.py",
+           "output = output[output.shape[0] // 2].unsqueeze(0)", "output = output[0].unsqueeze(0)",
+           "center_frame_only validation scores the first frame", VALIDATION),
 )
 
 

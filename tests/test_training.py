@@ -211,3 +211,32 @@ def test_dist_test_sh_splits_clips_and_gathers_the_same_scores(tmp_path):
     run_launcher("dist_test.sh", str(write_options(tmp_path / "two.yml", opt)))
     report = json.loads((tmp_path / "two" / "tiny_test" / "metrics.json").read_text())["clips"]
     assert report == single and len(report["clips"]) == 3
+
+
+@pytest.mark.parametrize("center_frame_only", [True, False])
+def test_validation_scores_the_centre_frame_of_septuplets(tmp_path, monkeypatch, center_frame_only):
+    """A Vimeo-90K-T item (one GT frame) and ``val.center_frame_only`` score output frame t // 2; a clip with
+    one GT per frame is scored frame by frame and averaged."""
+    from vsrt.metrics import calculate_psnr
+    from vsrt.utils import tensor2img
+
+    opt, _ = load_options(write_options(tmp_path / "o.yml", tiny_train_options(tmp_path)), is_train=True,
+                          root=tmp_path)
+    if center_frame_only:
+        opt["val"]["center_frame_only"] = True
+    model = build_model(opt)
+    torch.manual_seed(0)
+    gt = torch.rand(3, 16, 16)
+    outputs = torch.stack([(gt + 0.02 * (k + 1) * torch.randn(3, 16, 16)).clamp(0, 1) for k in range(7)])
+    monkeypatch.setattr(model, "infer", lambda lq: outputs.unsqueeze(0))
+
+    class Septuplets(list):
+        opt = {"name": "septuplets"}
+
+    item = {"lq": torch.zeros(7, 3, 4, 4), "folder": "00001_0001"}
+    psnr = lambda out, ref: calculate_psnr(tensor2img(out), tensor2img(ref), crop_border=0)  # noqa: E731
+    single_gt = model.validation(Septuplets([{**item, "gt": gt}]), current_iter=1)["psnr"]
+    assert single_gt == pytest.approx(psnr(outputs[3], gt))
+    every_gt = model.validation(Septuplets([{**item, "gt": gt.expand(7, -1, -1, -1)}]), current_iter=1)["psnr"]
+    expected = psnr(outputs[3], gt) if center_frame_only else sum(psnr(o, gt) for o in outputs) / 7
+    assert every_gt == pytest.approx(expected)
