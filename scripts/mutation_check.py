@@ -409,6 +409,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("validation-first-frame", "vsrt/models/video_recurrent_model.py",
            "output = output[output.shape[0] // 2].unsqueeze(0)", "output = output[0].unsqueeze(0)",
            "center_frame_only validation scores the first frame", VALIDATION),
+    Mutant("step-windows-padding-kept", "vsrt/archs/layers/window.py", "windows.masked_fill_(padding, 0.0)",
+           "windows.masked_fill_(padding, 0.0) if False else None",
+           "inference windows keep norm1's bias in the padding slots", MIA + ("tests/test_window_index.py",)),
+    Mutant("step-windows-stale-current", "vsrt/archs/layers/window.py",
+           "raw[:, :, num_tokens - num_queries:] = grid.index_select(1, current).view(n, -1, num_queries, c)",
+           "raw[:, :, num_tokens - num_queries:] = raw[:, :, num_tokens - num_queries:]",
+           "inference windows keep the first block's current frame", MIA + ("tests/test_window_index.py",)),
 )
 
 

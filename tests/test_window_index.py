@@ -8,7 +8,13 @@ import torch
 
 from vsrt.archs.layers.attention import WindowAttention3D, scaled_dot_product
 from vsrt.archs.layers.execution import force_sync_free, fused_head_dim
-from vsrt.archs.layers.window import shifted_window_mask, window_index, window_partition, window_reverse
+from vsrt.archs.layers.window import (
+    pad_to_windows,
+    shifted_window_mask,
+    window_index,
+    window_partition,
+    window_reverse,
+)
 
 
 @pytest.mark.parametrize(("padded", "window", "shift", "frames", "hw"), [
@@ -74,3 +80,28 @@ def test_unmasked_first_is_the_stable_argsort_of_the_mask():
         masked = torch.rand(size, generator=generator) < 0.4
         expected = torch.argsort(masked.to(torch.uint8), stable=True)
         assert torch.equal(unmasked_first(masked, int((~masked).sum())), expected)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (6, 9)])  # (6, 9): padded rows and columns
+def test_step_windows_equal_stacking_normalising_and_gathering_every_block(size):
+    """StepWindows (inference) gives every block the windows that the block's own stack + norm1 + pad + gather
+    gives, while the current frame changes from block to block and shifted and unshifted blocks alternate."""
+    from vsrt.archs.layers.window import StepWindows
+    from vsrt.archs.mia_vsr_arch import IntraInterFrameBlock
+
+    torch.manual_seed(0)
+    h, w = size
+    blocks = [IntraInterFrameBlock(12, 2, (3, 4, 4), shifted=i % 2 == 1) for i in range(4)]
+    for block in blocks:
+        torch.nn.init.normal_(block.norm1.weight, 1.0, 0.3)
+        torch.nn.init.normal_(block.norm1.bias, 0.0, 0.3)  # padding must come out as 0, not the bias
+    neighbours = torch.randn(2, 2, h, w, 12)
+    step = StepWindows(neighbours)
+    with torch.no_grad():
+        for block in blocks:
+            x = torch.randn(2, h, w, 12)
+            index = block._window_index(x, 3)
+            stacked = pad_to_windows(block.norm1(torch.cat([neighbours, x.unsqueeze(1)], dim=1)), (3, 4, 4))
+            expected = stacked.reshape(2, -1, 12).index_select(1, index.gather).view(-1, 48, 12)
+            got = step.normalised(x, index, block.window_size, block.shift_size, block.norm1)
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -40,7 +40,7 @@ Deliberate differences from the official code:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -53,6 +53,7 @@ from vsrt.archs.layers.recurrent import RecurrentPatchAlignNet, StepFn
 from vsrt.archs.layers.swin_block import ShiftedWindowBlock
 from vsrt.archs.layers.window import (
     Size3,
+    StepWindows,
     WindowIndex,
     as_size3,
     pad_to_windows,
@@ -115,18 +116,20 @@ GATHER_ATTENTION_UP_TO = 0.5
 GATHER_MLP_UP_TO = 0.45
 
 
-def apply_to_kept(fn: nn.Module, x: torch.Tensor, keep: torch.Tensor, fallback: torch.Tensor,
-                  gather_up_to: float = 1.0) -> torch.Tensor:
+def apply_to_kept(fn: Callable[[torch.Tensor, bool], torch.Tensor], x: torch.Tensor, keep: torch.Tensor,
+                  fallback: torch.Tensor, gather_up_to: float = 1.0) -> torch.Tensor:
     """``where(keep, fn(x), fallback)`` row-wise, evaluating ``fn`` only on kept rows.
 
     ``x`` ``(..., c)``, ``keep`` ``(..., 1)`` in {0, 1}, ``fallback`` ``(..., c_out)``. Where more than
     ``gather_up_to`` of the rows are kept, ``fn`` runs on every row and the kept ones are selected.
+    ``fn(rows, ragged_rows)`` is row-wise; ``ragged_rows`` is True when it gets the kept rows (a
+    data-dependent count, see :func:`vsrt.archs.layers.linear.linear`).
     """
     rows = keep.reshape(-1).nonzero().squeeze(1)
     if rows.numel() > gather_up_to * keep.numel():
-        return torch.where(keep > 0, fn(x), fallback)
+        return torch.where(keep > 0, fn(x, False), fallback)
     out = fallback.reshape(-1, fallback.shape[-1]).clone()
-    out[rows] = fn(x.reshape(-1, x.shape[-1])[rows]).to(out.dtype)
+    out[rows] = fn(x.reshape(-1, x.shape[-1])[rows], True).to(out.dtype)
     return out.view(fallback.shape)
 
 
@@ -153,13 +156,17 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         return windows.reshape(n, -1, windows.shape[-1]).index_select(1, index.scatter).view(n, h, w, -1)
 
     def forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
-                memory: StepMemory | None) -> torch.Tensor:
+                memory: StepMemory | None, step_windows: StepWindows | None = None) -> torch.Tensor:
         prev = memory.previous.get(self) if memory is not None else None
         gather = memory is not None and memory.gather
+        windows = None  # (inference) the step's windows, only the current frame's slots refreshed
+        if step_windows is not None:
+            windows = step_windows.normalised(x, self._window_index(x, neighbours.shape[1] + 1), self.window_size,
+                                              self.shift_size, self.norm1)
         # the step memory is read and written out here, so that the block itself is a pure
         # function of its inputs and can be recomputed by activation checkpointing
         out, queries, attn_out, hidden, keep_map = self.run_checkpointed(
-            self._forward, x, neighbours, attn_mask, prev, gather)
+            self._forward, x, neighbours, attn_mask, prev, gather, windows)
         if memory is not None:
             # clone: the query slice would otherwise keep all three frames' windows alive
             memory.previous[self] = (queries.detach().clone(), attn_out.detach(), hidden.detach())
@@ -167,27 +174,37 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
             memory.kept.append(None if keep_map is None else keep_map.mean())
         return out
 
+    def _window_index(self, x: torch.Tensor, num_frames: int) -> WindowIndex:
+        """Roll + window partition of the padded ``num_frames`` stack and window reverse + roll back + crop
+        of the current (last) frame: one gather each (windows without shift mask first; ``attn_mask`` is in
+        that order, see :meth:`IntraInterFrameNet.shift_mask`)."""
+        _, h, w, _ = x.shape
+        wd, wh, ww = self.window_size
+        padded = (-(-num_frames // wd) * wd, -(-h // wh) * wh, -(-w // ww) * ww)
+        return window_index(padded, self.window_size, self.shift_size, (num_frames - 1, num_frames), (h, w),
+                            self.attn.num_queries, x.device)
+
     def _forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
-                 prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, gather: bool
+                 prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, gather: bool,
+                 windows: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One block step; ``prev`` = (queries, attention output, MLP output) of the previous step.
 
         In eval, ``gather`` computes the kept tokens only; otherwise every token is computed and
-        the kept ones selected with ``torch.where`` (no data-dependent shapes).
+        the kept ones selected with ``torch.where`` (no data-dependent shapes). ``windows``: the
+        normalised windows ``(n*nW, N, c)`` when the caller has them (:class:`StepWindows`).
 
         Returns the block output ``(n, h, w, c)``, this step's queries ``(n*nW, wh*ww, c)``,
         attention output (same shape), MLP branch ``(n, h, w, c)`` and keep map
         ``(n, h, w, 1)`` (None without a previous step).
         """
         n, h, w, c = x.shape
-        tokens = pad_to_windows(self.norm1(torch.cat([neighbours, x.unsqueeze(1)], dim=1)), self.window_size)
-        num_frames, num_queries = tokens.shape[1], self.attn.num_queries
-        # roll + window partition and window reverse + roll back + crop of the current frame: one
-        # gather each (windows without shift mask first; attn_mask is in that order, see shift_mask)
-        index = window_index(tuple(tokens.shape[1:4]), self.window_size, self.shift_size,
-                             (num_frames - 1, num_frames), (h, w), num_queries, x.device)
+        num_frames, num_queries = neighbours.shape[1] + 1, self.attn.num_queries
+        index = self._window_index(x, num_frames)
         num_tokens = num_frames * num_queries
-        windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
+        if windows is None:
+            tokens = pad_to_windows(self.norm1(torch.cat([neighbours, x.unsqueeze(1)], dim=1)), self.window_size)
+            windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
         queries = windows[:, -num_queries:]  # current frame tokens (n*nW, wh*ww, c)
         keep = None if prev is None else self.attn.predmask((queries - prev[0]).abs())  # (n*nW, wh*ww, 1)
 
@@ -208,7 +225,8 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         elif self.training:
             hidden = self.drop_path(self.mlp(self.norm2(x))) * keep_map + prev[2] * (1 - keep_map)
         elif gather:
-            hidden = apply_to_kept(lambda z: self.mlp(self.norm2(z)), x, keep_map, prev[2], GATHER_MLP_UP_TO)
+            hidden = apply_to_kept(lambda z, ragged: self.mlp(self.norm2(z), ragged_rows=ragged), x, keep_map,
+                                   prev[2], GATHER_MLP_UP_TO)
         else:
             hidden = torch.where(keep_map > 0, self.mlp(self.norm2(x)), prev[2])
         return x + hidden, queries, attn_out, hidden, keep_map
@@ -232,8 +250,10 @@ class IntraInterFrameTransformer(PatchAlignTransformer):
         center = cond[:, -1]  # (n, c, h, w)
         tokens = self.patch_embed(rearrange(cond, "n t c h w -> n t h w c"))
         neighbours, x = tokens[:, :-1], tokens[:, -1]
+        # inference: the neighbours' windows are gathered once per step (StepWindows), not in every block
+        step_windows = None if torch.is_grad_enabled() else StepWindows(neighbours)
         for layer in self.layers:
-            x = layer(x, neighbours=neighbours, attn_mask=attn_mask, memory=memory)
+            x = layer(x, neighbours=neighbours, attn_mask=attn_mask, memory=memory, step_windows=step_windows)
         x = self.norm(x)
         return self.conv_after_body(rearrange(x, "n h w c -> n c h w")) + center
 

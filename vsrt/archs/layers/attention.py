@@ -114,10 +114,11 @@ class WindowAttention3D(nn.Module):
         """``(heads, Nq, N)`` bias from the table (reused without gradients: :func:`gathered_position_bias`)."""
         return gathered_position_bias(self, self.relative_position_bias_table, self.relative_position_index)
 
-    def project_queries(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The q part of ``qkv``: ``(..., dim) -> (..., dim)`` (heads still interleaved)."""
+    def project_queries(self, tokens: torch.Tensor, ragged_rows: bool = False) -> torch.Tensor:
+        """The q part of ``qkv``: ``(..., dim) -> (..., dim)`` (heads still interleaved); ``ragged_rows`` as in
+        :func:`vsrt.archs.layers.linear.linear`."""
         bias = None if self.qkv.bias is None else self.qkv.bias[:self.dim]
-        return linear(tokens, self.qkv.weight[:self.dim], bias)
+        return linear(tokens, self.qkv.weight[:self.dim], bias, ragged_rows=ragged_rows)
 
     def project_keys_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The k and v parts of ``qkv``: ``(B, N, dim)`` -> ``(B, heads, N, head_dim)`` twice."""
@@ -232,8 +233,9 @@ class WindowAttention3D(nn.Module):
             target = ids.index_select(0, slot) * num_queries + row  # (P,) rows of ``out``
             token = windows.index_select(0, ids)  # (m, N, dim)
             k, v = self.project_keys_values(token)  # (m, heads, N, head_dim) each
-            q = self.project_queries(
-                token.view(-1, dim).index_select(0, slot * num_tokens + (num_tokens - num_queries) + row))  # (P, dim)
+            q = self.project_queries(  # (P, dim); P depends on the data, m does not (much): k/v stay on oneDNN
+                token.view(-1, dim).index_select(0, slot * num_tokens + (num_tokens - num_queries) + row),
+                ragged_rows=True)
             attended, row_start, window_start = [], 0, 0
             for (size, is_masked), group_kinds in groupby(kinds[lo:hi]):  # one attention batch each
                 count = len(list(group_kinds))
@@ -251,13 +253,13 @@ class WindowAttention3D(nn.Module):
                 attended.append(rearrange(result, "m h s d -> (m s) (h d)"))
                 row_start, window_start = rows.stop, group.stop
             kept = keep.reshape(-1).index_select(0, target).nonzero().squeeze(1)  # padded rows that are kept
-            projected = self.project_out(torch.cat(attended).index_select(0, kept))
+            projected = self.project_out(torch.cat(attended).index_select(0, kept), ragged_rows=True)
             out.index_copy_(0, target.index_select(0, kept), projected.to(out.dtype))
         return out.view(fallback.shape)
 
-    def project_out(self, attended: torch.Tensor) -> torch.Tensor:
+    def project_out(self, attended: torch.Tensor, ragged_rows: bool = False) -> torch.Tensor:
         """``proj`` (key ``proj``) through :func:`vsrt.archs.layers.linear.linear`: ``(..., dim) -> (..., dim)``."""
-        return linear(attended, self.proj.weight, self.proj.bias)
+        return linear(attended, self.proj.weight, self.proj.bias, ragged_rows=ragged_rows)
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None, num_unmasked: int = 0) -> torch.Tensor:
         """``(n*nW, N, dim)`` -> ``(n*nW, Nq, dim)`` (arguments as :meth:`attend`).

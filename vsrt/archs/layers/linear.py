@@ -10,7 +10,12 @@ and takes oneDNN's ``mkldnn._linear_pointwise`` only when all of these hold:
 * no autograd graph is recorded (training keeps ``F.linear`` and its backward);
 * not tracing, compiling or exporting (graphs keep ``aten.linear``), and no Python dispatch mode such as
   ``FlopCounterMode`` is active (it counts ``aten.linear``'s multiplications);
-* oneDNN is built in and enabled (``torch.backends.mkldnn.flags(enabled=False)`` turns the path off).
+* oneDNN is built in and enabled (``torch.backends.mkldnn.flags(enabled=False)`` turns the path off);
+* the caller did not say ``ragged_rows=True``. oneDNN builds (JIT-compiles) a kernel for every new row
+  count and keeps a bounded cache of them: where the row count depends on the data (MIA-VSR's kept
+  tokens) nearly every call builds one, and a 800 x 120 -> 120 product takes 0.7-0.8 ms instead of
+  0.25 ms. MKL has no such cost, so those calls take ``F.linear`` (whole MIA-VSR forward on the VM:
+  about 7 % faster).
 
 Numerics: the same products summed in another order (float32 rounding, e.g. 2.7e-7 on IIA-VSR's
 output); GELU is the exact (erf) one in both paths.
@@ -35,10 +40,12 @@ def onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
-           ) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, followed by the exact GELU if ``gelu``; ``(..., in) -> (..., out)``."""
-    if onednn_linear_applies(x, weight, bias):
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
+           ragged_rows: bool = False) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, followed by the exact GELU if ``gelu``; ``(..., in) -> (..., out)``.
+
+    ``ragged_rows``: the number of rows depends on the data (see the module docstring)."""
+    if not ragged_rows and onednn_linear_applies(x, weight, bias):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [],
                                                   "none" if gelu else "")
     out = F.linear(x, weight, bias)

@@ -19,10 +19,11 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_features, out_features or in_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ragged_rows: bool = False) -> torch.Tensor:
+        """``ragged_rows``: the row count depends on the data (:func:`vsrt.archs.layers.linear.linear`)."""
         # fc1 and its GELU in one oneDNN call for CPU inference (vsrt.archs.layers.linear)
-        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True)
-        return linear(hidden, self.fc2.weight, self.fc2.bias)
+        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True, ragged_rows=ragged_rows)
+        return linear(hidden, self.fc2.weight, self.fc2.bias, ragged_rows=ragged_rows)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:

@@ -170,3 +170,53 @@ def window_index(padded: Size3, window_size: Size3, shift_size: Size3, frames: t
         return _build_window_index(*args, device)
     with torch.inference_mode(False), torch.no_grad():  # cached tensors usable in training too
         return _cached_window_index(*args, device)
+
+
+class StepWindows:
+    """Windows of ``[fixed frames..., current frame]`` for a run of blocks whose leading frames stay the same.
+
+    MIA-VSR's blocks all see one step's two neighbour frames; only the current frame changes from block to
+    block. Instead of stacking, normalising and gathering every frame in every block, this keeps one buffer
+    of raw windows per window shift for the step, gathers the neighbours once, and per block rewrites only
+    the current frame's slots before the block's norm (a per-token op, so norm-then-gather and
+    gather-then-norm agree; the padding slots, which padding after the norm leaves at zero, are zeroed
+    again). The buffer is written in place: inference only (no autograd graph).
+
+    ``neighbours`` ``(n, f, h, w, c)``; windows span all ``f + 1`` frames (``window_size[0] == f + 1``) and
+    the frame shift is a multiple of it, so the current frame's slots are the last ``wh*ww`` of each window.
+    """
+
+    def __init__(self, neighbours: torch.Tensor) -> None:
+        self.neighbours = neighbours
+        self._buffers: dict[Size3, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+
+    def normalised(self, x: torch.Tensor, index: WindowIndex, window_size: Size3, shift_size: Size3,
+                   norm: torch.nn.Module) -> torch.Tensor:
+        """``norm`` of the windows of ``[neighbours, x]`` (``x`` ``(n, h, w, c)``) as ``index.gather`` takes
+        them from the zero-padded, normalised stack: ``(n*nW, N, c)``."""
+        n, h, w, c = x.shape
+        wd, wh, ww = window_size
+        num_queries, num_tokens = wh * ww, wd * wh * ww
+        entry = self._buffers.get(shift_size)
+        if entry is None:  # first block with this shift: gather every frame
+            frames = pad_to_windows(torch.cat([self.neighbours, x.unsqueeze(1)], dim=1), window_size)
+            _, num_frames, hp, wp, _ = frames.shape
+            if num_frames != wd or shift_size[0] % wd:
+                raise ValueError(f"StepWindows needs windows over all {num_frames} frames and a frame shift that "
+                                 f"keeps them in order; got window {window_size}, shift {shift_size}")
+            raw = frames.reshape(n, -1, c).index_select(1, index.gather).view(n, -1, num_tokens, c)
+            slots = index.gather.view(-1, num_tokens)  # (nW, N) positions in the padded (f + 1, hp, wp) grid
+            current = slots[:, num_tokens - num_queries:].reshape(-1) - (num_frames - 1) * hp * wp  # (nW*Nq,)
+            padding = None
+            if (hp, wp) != (h, w):
+                pixel = slots % (hp * wp)
+                padding = ((pixel // wp >= h) | (pixel % wp >= w)).view(1, -1, num_tokens, 1)  # (1, nW, N, 1)
+            self._buffers[shift_size] = entry = (raw, current, padding)
+        else:  # later blocks: only the current frame's slots change
+            raw, current, padding = entry
+            grid = pad_to_windows(x.unsqueeze(1), window_size, pad_frames=False).reshape(n, -1, c)  # (n, hp*wp, c)
+            raw[:, :, num_tokens - num_queries:] = grid.index_select(1, current).view(n, -1, num_queries, c)
+        windows = norm(raw)  # (n, nW, N, c)
+        if padding is not None:
+            windows.masked_fill_(padding, 0.0)
+        return windows.view(-1, num_tokens, c)
