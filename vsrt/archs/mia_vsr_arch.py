@@ -29,6 +29,8 @@ Deliberate differences from the official code:
   selects with ``torch.where``, without any host-device synchronisation. The
   official computes every attention row and skips only the output projection and
   the MLP, through data-dependent indexing;
+* inference gathers the two neighbours' windows once per step and window shift
+  (:class:`vsrt.archs.layers.window.StepWindows`) instead of in every block;
 * masks: ``forward(lqs)`` returns the HR clip only; ``return_masks=True`` also
   returns ``[branch][step][block]`` kept-token fractions (0-d tensors, None at each
   branch's first step) in training *and* eval (official eval returns only Nones);
