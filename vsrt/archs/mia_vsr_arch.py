@@ -114,8 +114,10 @@ class StepMemory:
 # The gathered eval path computes only the kept tokens where at most these fractions of a block's tokens
 # are kept; above them, computing every token and selecting is as fast or faster on the CPU (the kept
 # path still needs every k/v of the windows it touches, plus its gathers). Either way gives the same output.
-GATHER_ATTENTION_UP_TO = 0.5
-GATHER_MLP_UP_TO = 0.45
+# Raised from 0.5 / 0.45 once the kept-token products left oneDNN's per-shape kernels (ragged_rows): see
+# docs/performance.md, "MIA-VSR and IIA-VSR glue (session 7)".
+GATHER_ATTENTION_UP_TO = 0.6
+GATHER_MLP_UP_TO = 0.6
 
 
 def apply_to_kept(fn: Callable[[torch.Tensor, bool], torch.Tensor], x: torch.Tensor, keep: torch.Tensor,
