@@ -15,7 +15,7 @@ and takes oneDNN's ``mkldnn._linear_pointwise`` only when all of these hold:
   count and keeps a bounded cache of them: where the row count depends on the data (MIA-VSR's kept
   tokens) nearly every call builds one, and a 800 x 120 -> 120 product takes 0.7-0.8 ms instead of
   0.25 ms. MKL has no such cost, so those calls take ``F.linear`` (whole MIA-VSR forward on the VM:
-  about 7 % faster).
+  about 3 % faster, median of 6 alternated rounds).
 
 Numerics: the same products summed in another order (float32 rounding, e.g. 2.7e-7 on IIA-VSR's
 output); GELU is the exact (erf) one in both paths.
