@@ -416,6 +416,16 @@ MUTANTS: tuple[Mutant, ...] = (
            "raw[:, :, num_tokens - num_queries:] = grid.index_select(1, current).view(n, -1, num_queries, c)",
            "raw[:, :, num_tokens - num_queries:] = raw[:, :, num_tokens - num_queries:]",
            "inference windows keep the first block's current frame", MIA + ("tests/test_window_index.py",)),
+    Mutant("group-sum-conv-layout", "vsrt/archs/layers/patch_align.py",
+           "return shortcut + frames.reshape(*lead_shape, h, w, -1)",
+           "return frames.reshape(*lead_shape, h, w, -1) + shortcut",
+           "the residual group's sum takes the NCHW layout of the Winograd output (later ops several times slower)",
+           ("tests/test_nnpack_conv.py",)),
+    Mutant("head-winograd", "vsrt/archs/layers/recurrent.py",
+           "self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)",
+           "self.conv_hr = __import__('vsrt.archs.layers.nnpack_conv', fromlist=['Conv2d']).Conv2d(64, 64, 3, 1, 1)",
+           "PSRT / MIA / IIA x4 head through Winograd (over the parity tolerance on a fixture)",
+           ("tests/test_nnpack_conv.py",)),
 )
 
 

@@ -13,8 +13,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import count_nnpack_calls
+from vsrt.archs import ARCH_REGISTRY
 from vsrt.archs.layers import nnpack_conv
 from vsrt.archs.layers.nnpack_conv import Conv2d, conv2d, nnpack_applies
+from vsrt.archs.layers.patch_align import ResidualSwinGroup
 from vsrt.archs.layers.upsample import pixel_shuffle
 
 needs_nnpack = pytest.mark.skipif(not torch._nnpack_available(), reason="PyTorch built without NNPACK")
@@ -185,3 +187,53 @@ def test_pixel_shuffle_is_torchs_exactly(factor: int) -> None:
     out = pixel_shuffle(x, factor)
     assert torch.equal(out, F.pixel_shuffle(x, factor))
     assert out.is_contiguous()
+
+
+def record_nnpack_weights(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Weight shape of every NNPACK convolution run from now on."""
+    shapes: list[tuple[int, ...]] = []
+    original = torch._nnpack_spatial_convolution
+
+    def recorded(x: torch.Tensor, weight: torch.Tensor, *args: object) -> torch.Tensor:
+        shapes.append(tuple(weight.shape))
+        return original(x, weight, *args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", recorded)
+    return shapes
+
+
+@needs_nnpack
+@pytest.mark.parametrize("arch", ["BasicRecurrentSwin", "MIAVSR", "IIAVSR"])
+def test_recurrent_transformers_take_winograd_in_the_steps_but_not_in_the_head(
+        arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every propagation step's 3x3 convolutions (the groups' convs, ``conv_after_body``) go through NNPACK;
+    the x4 head keeps the direct convolution: Winograd there moved the ``psrt_recurrent_t5`` fixture output
+    1.05e-5 from the official (tolerance 1e-5), in the steps at most 1.3e-6 on every fixture."""
+    net_class = ARCH_REGISTRY.get(arch)
+    torch.manual_seed(0)
+    net = net_class(**net_class.tiny_config).eval()
+    embed = net_class.tiny_config["embed_dim"]
+    shapes = record_nnpack_weights(monkeypatch)
+    with torch.no_grad():
+        net(torch.rand(1, 2, 3, 32, 32))
+    convs_3x3 = [s for s in shapes if s[-1] == 3]
+    groups = len(net_class.tiny_config["depths"])
+    assert len(convs_3x3) == 4 * 2 * (groups + 1)  # 4 branches x 2 steps x (groups + conv_after_body)
+    assert set(convs_3x3) == {(embed, embed, 3, 3)}
+
+
+@needs_nnpack
+@pytest.mark.parametrize("frames", [None, 3])
+def test_residual_group_sum_keeps_the_tokens_channels_last(frames: int | None) -> None:
+    """NNPACK returns NCHW; the group's sum must still come out channels-last and contiguous (a sum in the
+    conv's layout made every later LayerNorm and window gather of the step several times slower)."""
+    torch.manual_seed(0)
+    group = ResidualSwinGroup([], dim=8)
+    x = torch.randn(1, *(() if frames is None else (frames,)), 40, 40, 8)
+    with torch.no_grad():
+        out = group(x)
+        frames_nchw = x.reshape(-1, 40, 40, 8).permute(0, 3, 1, 2)
+        want = x + F.conv2d(frames_nchw, group.conv.weight, group.conv.bias, padding=1).permute(0, 2, 3, 1).reshape(
+            x.shape)
+    assert out.is_contiguous()
+    assert torch.allclose(out, want, atol=1e-4)

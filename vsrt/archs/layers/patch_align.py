@@ -20,6 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from vsrt.archs.layers.attention import truncated_normal_
+from vsrt.archs.layers.nnpack_conv import Conv2d
 
 # block factory: (index inside its group, heads, drop-path rate) -> block module
 BlockFactory = Callable[[int, int, float], nn.Module]
@@ -46,7 +47,7 @@ class ResidualSwinGroup(nn.Module):
     def __init__(self, blocks: Sequence[nn.Module], dim: int) -> None:
         super().__init__()
         self.residual_group = BlockList(blocks)
-        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.conv = Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, **block_kwargs: Any) -> torch.Tensor:
         shortcut = x
@@ -55,7 +56,8 @@ class ResidualSwinGroup(nn.Module):
         lead_shape, (h, w) = x.shape[:-3], x.shape[-3:-1]
         frames = rearrange(x.reshape(-1, h, w, x.shape[-1]), "b h w c -> b c h w")
         frames = rearrange(self.conv(frames), "b c h w -> b h w c")
-        return frames.reshape(*lead_shape, h, w, -1) + shortcut
+        # shortcut first: the sum takes its (channels-last) layout, whatever layout the conv returned
+        return shortcut + frames.reshape(*lead_shape, h, w, -1)
 
 
 class TokenNorm(nn.Module):
@@ -82,8 +84,8 @@ class PatchAlignTransformer(nn.Module):
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {list(depths)} and num_heads {list(num_heads)} differ in length")
         self.embed_dim = embed_dim
-        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.conv_first_feat = nn.Conv2d(OFFICIAL_FEAT_CHANNELS, embed_dim, 3, 1, 1)
+        self.conv_first = Conv2d(in_chans, embed_dim, 3, 1, 1)
+        self.conv_first_feat = Conv2d(OFFICIAL_FEAT_CHANNELS, embed_dim, 3, 1, 1)
         self.patch_embed = TokenNorm(embed_dim)
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.layers = nn.ModuleList()
@@ -93,9 +95,9 @@ class PatchAlignTransformer(nn.Module):
             self.layers.append(ResidualSwinGroup(blocks, embed_dim))
             start += depth
         self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
+        self.conv_after_body = Conv2d(embed_dim, embed_dim, 3, 1, 1)
         # never used in forward; present in every official checkpoint
-        self.conv_before_upsample = nn.Conv2d(embed_dim, OFFICIAL_FEAT_CHANNELS, 3, 1, 1)
+        self.conv_before_upsample = Conv2d(embed_dim, OFFICIAL_FEAT_CHANNELS, 3, 1, 1)
         self.apply(_init_weights)
 
     def blocks(self) -> list[nn.Module]:

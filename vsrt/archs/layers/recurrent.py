@@ -145,6 +145,8 @@ class RecurrentPatchAlignNet(nn.Module):
         self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, 1, 1)
         # built on every device (the official builds these only when CUDA is available)
         self.patch_align = nn.ModuleDict({name: make_aligner() for name in self.branch_names})
+        # the head keeps the direct convolution: Winograd (vsrt.archs.layers.nnpack_conv, used in the steps) moves
+        # the output by up to 1e-5 here, the parity tolerance (docs/performance.md)
         self.upconv1 = nn.Conv2d(mid_channels, mid_channels * 4, 3, 1, 1)
         self.upconv2 = nn.Conv2d(mid_channels, 64 * 4, 3, 1, 1)
         self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
