@@ -424,7 +424,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("head-winograd", "vsrt/archs/layers/recurrent.py",
            "self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)",
            "self.conv_hr = __import__('vsrt.archs.layers.nnpack_conv', fromlist=['Conv2d']).Conv2d(64, 64, 3, 1, 1)",
-           "PSRT / MIA / IIA x4 head through Winograd (over the parity tolerance on a fixture)",
+           "PSRT / MIA / IIA conv_hr through Winograd (with conv_last: over the parity tolerance on a fixture)",
            ("tests/test_nnpack_conv.py",)),
 )
 

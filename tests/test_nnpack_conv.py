@@ -206,9 +206,10 @@ def record_nnpack_weights(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ..
 @pytest.mark.parametrize("arch", ["BasicRecurrentSwin", "MIAVSR", "IIAVSR"])
 def test_recurrent_transformers_take_winograd_in_the_steps_but_not_in_the_head(
         arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every propagation step's 3x3 convolutions (the groups' convs, ``conv_after_body``) go through NNPACK;
-    the x4 head keeps the direct convolution: Winograd there moved the ``psrt_recurrent_t5`` fixture output
-    1.05e-5 from the official (tolerance 1e-5), in the steps at most 1.3e-6 on every fixture."""
+    """Every propagation step's 3x3 convolutions (the groups' convs, ``conv_after_body``) and the x4 head's
+    ``upconv1`` / ``upconv2`` go through NNPACK; ``conv_hr`` and ``conv_last`` keep the direct convolution:
+    Winograd in the whole head moved the ``psrt_recurrent_t5`` fixture output 1.05e-5 from the official
+    (tolerance 1e-5); in the steps and the two upsampling convs at most 1.3e-6 on every fixture."""
     net_class = ARCH_REGISTRY.get(arch)
     torch.manual_seed(0)
     net = net_class(**net_class.tiny_config).eval()
@@ -218,8 +219,13 @@ def test_recurrent_transformers_take_winograd_in_the_steps_but_not_in_the_head(
         net(torch.rand(1, 2, 3, 32, 32))
     convs_3x3 = [s for s in shapes if s[-1] == 3]
     groups = len(net_class.tiny_config["depths"])
-    assert len(convs_3x3) == 4 * 2 * (groups + 1)  # 4 branches x 2 steps x (groups + conv_after_body)
-    assert set(convs_3x3) == {(embed, embed, 3, 3)}
+    steps = [s for s in convs_3x3 if s == (embed, embed, 3, 3)]
+    assert len(steps) == 4 * 2 * (groups + 1)  # 4 branches x 2 steps x (groups + conv_after_body)
+    mid = net_class.tiny_config["mid_channels"]
+    head = (tuple(net.upconv1.weight.shape), tuple(net.upconv2.weight.shape))
+    assert head == ((4 * mid, mid, 3, 3), (256, mid, 3, 3))
+    assert sorted(s for s in convs_3x3 if s != (embed, embed, 3, 3)) == sorted(2 * head)  # 2 frames
+    assert set(convs_3x3).isdisjoint({tuple(net.conv_hr.weight.shape), tuple(net.conv_last.weight.shape)})
 
 
 @needs_nnpack

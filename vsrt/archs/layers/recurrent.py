@@ -37,6 +37,7 @@ from torch import nn
 from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp, patch_align_warp
 from vsrt.archs.layers.execution import sync_free
+from vsrt.archs.layers.nnpack_conv import Conv2d
 from vsrt.archs.layers.upsample import bilinear_x4, pixel_shuffle_x4
 
 BRANCH_NAMES = ("backward_1", "forward_1", "backward_2", "forward_2")
@@ -145,10 +146,10 @@ class RecurrentPatchAlignNet(nn.Module):
         self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, 1, 1)
         # built on every device (the official builds these only when CUDA is available)
         self.patch_align = nn.ModuleDict({name: make_aligner() for name in self.branch_names})
-        # the head keeps the direct convolution: Winograd (vsrt.archs.layers.nnpack_conv, used in the steps) moves
-        # the output by up to 1e-5 here, the parity tolerance (docs/performance.md)
-        self.upconv1 = nn.Conv2d(mid_channels, mid_channels * 4, 3, 1, 1)
-        self.upconv2 = nn.Conv2d(mid_channels, 64 * 4, 3, 1, 1)
+        # Winograd (vsrt.archs.layers.nnpack_conv) in the upsampling convs; conv_hr and conv_last keep the direct
+        # convolution: Winograd there moves the output by up to 1e-5, the parity tolerance (docs/performance.md)
+        self.upconv1 = Conv2d(mid_channels, mid_channels * 4, 3, 1, 1)
+        self.upconv2 = Conv2d(mid_channels, 64 * 4, 3, 1, 1)
         self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
         self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
 
