@@ -8,6 +8,10 @@ shared here and each family supplies its block class:
 ``patch_embed.norm``, ``layers.{i}.residual_group.blocks.{j}.*``,
 ``layers.{i}.conv``, ``norm``, ``conv_after_body`` and the never-used
 ``conv_before_upsample`` (kept so that official checkpoints load strictly).
+
+The 3x3 convolutions are :class:`vsrt.archs.layers.nnpack_conv.Conv2d` (same keys): CPU float32
+inference takes Winograd's transform there (float32 rounding only; the fixtures stay within 1.3e-6 of
+the official outputs).
 """
 
 from __future__ import annotations

@@ -22,7 +22,11 @@ Differences from the official code (all numerically neutral):
   official); it also works for mirrored clips (the official crashes there);
 * features of a branch are freed as soon as the next branch has consumed them;
 * the official asserts LR frames of at least 64x64; vsrt's SpyNet handles
-  smaller frames, so none is enforced (there is no official reference below 64).
+  smaller frames, so none is enforced (there is no official reference below 64);
+* CPU float32 inference runs the head's ``upconv1`` and ``upconv2`` through Winograd's
+  transform (:mod:`vsrt.archs.layers.nnpack_conv`; float32 rounding only), as the
+  transformer steps do; ``conv_hr`` and ``conv_last``, which write the output, keep the
+  direct convolution.
 """
 
 from __future__ import annotations
