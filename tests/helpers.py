@@ -152,14 +152,14 @@ def run_launcher(script: str, *args: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def count_nnpack_calls(monkeypatch: Any) -> list[int]:
-    """``[n]``: how many NNPACK (Winograd) convolutions run from now on (the counter is updated in place)."""
-    calls = [0]
+def record_nnpack_calls(monkeypatch: Any) -> list[tuple[int, ...]]:
+    """The weight shape of every NNPACK convolution (Winograd / FFT) run from now on (the list grows in place)."""
+    calls: list[tuple[int, ...]] = []
     original = torch._nnpack_spatial_convolution
 
-    def counted(*args: Any) -> torch.Tensor:
-        calls[0] += 1
-        return original(*args)
+    def recorded(x: torch.Tensor, weight: torch.Tensor, *args: Any) -> torch.Tensor:
+        calls.append(tuple(weight.shape))
+        return original(x, weight, *args)
 
-    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", recorded)
     return calls

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import count_nnpack_calls
+from helpers import record_nnpack_calls
 from vsrt.archs import ARCH_REGISTRY
 from vsrt.archs.layers import nnpack_conv
 from vsrt.archs.layers.nnpack_conv import Conv2d, conv2d, nnpack_applies
@@ -34,11 +34,11 @@ def make_conv(cin: int = 16, cout: int = 8, **kwargs) -> tuple[nn.Conv2d, Conv2d
 def test_winograd_path_matches_float64(monkeypatch: pytest.MonkeyPatch) -> None:
     reference, fast = make_conv(16, 8)
     x = torch.randn(2, 16, 33, 40)  # odd sizes, batch of two
-    calls = count_nnpack_calls(monkeypatch)
+    calls = record_nnpack_calls(monkeypatch)
     with torch.no_grad():
         out = fast(x)
         want = F.conv2d(x.double(), reference.weight.double(), reference.bias.double(), padding=1)
-    assert calls[0] == 1
+    assert len(calls) == 1
     assert out.shape == want.shape == (2, 8, 33, 40)
     # float32 rounding of the transform: far below any visible change, far above a wrong result
     assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
@@ -54,7 +54,7 @@ def test_fallbacks_are_the_standard_convolution(case: str, monkeypatch: pytest.M
     x = torch.randn(1, 16, 8 if case == "small" else 32, 32)
     if case == "float64":
         reference, fast, x = reference.double(), fast.double(), x.double()
-    calls = count_nnpack_calls(monkeypatch)
+    calls = record_nnpack_calls(monkeypatch)
     with torch.no_grad():
         want = reference(x)
     if case == "grad":
@@ -70,7 +70,7 @@ def test_fallbacks_are_the_standard_convolution(case: str, monkeypatch: pytest.M
     else:
         with torch.no_grad():
             out = fast(x)
-    assert calls[0] == 0
+    assert len(calls) == 0
     assert torch.equal(out, want)
 
 
@@ -122,10 +122,10 @@ def test_flop_counter_sees_the_convolution() -> None:
 @needs_nnpack
 def test_functional_conv2d_bias_free(monkeypatch: pytest.MonkeyPatch) -> None:
     x, weight = torch.randn(1, 16, 32, 32), torch.randn(8, 16, 3, 3)
-    calls = count_nnpack_calls(monkeypatch)
+    calls = record_nnpack_calls(monkeypatch)
     with torch.no_grad():
         out = conv2d(x, weight, None, padding=1)
-    assert calls[0] == 1
+    assert len(calls) == 1
     want = F.conv2d(x.double(), weight.double(), padding=1)
     assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
 
@@ -139,11 +139,11 @@ def test_7x7_convolution_takes_the_fft_path_and_is_as_accurate_as_the_direct_one
     fast = Conv2d(8, 32, 7, 1, 3)
     fast.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(2, 8, 17, 24)
-    calls = count_nnpack_calls(monkeypatch)
+    calls = record_nnpack_calls(monkeypatch)
     with torch.no_grad():
         out, direct = fast(x), reference(x)
         want = F.conv2d(x.double(), reference.weight.double(), reference.bias.double(), padding=3)
-    assert calls[0] == 1
+    assert len(calls) == 1
     assert not torch.equal(out, direct), "the NNPACK path was not taken"
     direct_err = (direct.double() - want).abs().max()
     assert (out.double() - want).abs().max() < 3 * direct_err + 1e-7
@@ -163,11 +163,11 @@ def test_large_convolutions_run_in_bands_with_the_same_result(kernel: int, monke
     per_row = nnpack_conv.SCRATCH_BYTES_PER_PIXEL_CHANNEL * x.shape[-1] * (6 + 5)
     monkeypatch.setattr(nnpack_conv, "SCRATCH_BUDGET", rows_per_band * per_row)
     assert nnpack_conv.band_rows(x, 5) == rows_per_band
-    calls = count_nnpack_calls(monkeypatch)
+    calls = record_nnpack_calls(monkeypatch)
     with torch.no_grad():
         out = conv2d(x, weight, bias, padding=kernel // 2)
     want = F.conv2d(x.double(), weight.double(), bias.double(), padding=kernel // 2)
-    assert calls[0] == -(-41 // rows_per_band)  # 6 bands
+    assert len(calls) == -(-41 // rows_per_band)  # 6 bands
     assert out.shape == want.shape
     assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
 
@@ -189,19 +189,6 @@ def test_pixel_shuffle_is_torchs_exactly(factor: int) -> None:
     assert out.is_contiguous()
 
 
-def record_nnpack_weights(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """Weight shape of every NNPACK convolution run from now on."""
-    shapes: list[tuple[int, ...]] = []
-    original = torch._nnpack_spatial_convolution
-
-    def recorded(x: torch.Tensor, weight: torch.Tensor, *args: object) -> torch.Tensor:
-        shapes.append(tuple(weight.shape))
-        return original(x, weight, *args)
-
-    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", recorded)
-    return shapes
-
-
 @needs_nnpack
 @pytest.mark.parametrize("arch", ["BasicRecurrentSwin", "MIAVSR", "IIAVSR"])
 def test_recurrent_transformers_take_winograd_in_the_steps_but_not_in_the_head(
@@ -214,7 +201,7 @@ def test_recurrent_transformers_take_winograd_in_the_steps_but_not_in_the_head(
     torch.manual_seed(0)
     net = net_class(**net_class.tiny_config).eval()
     embed = net_class.tiny_config["embed_dim"]
-    shapes = record_nnpack_weights(monkeypatch)
+    shapes = record_nnpack_calls(monkeypatch)
     with torch.no_grad():
         net(torch.rand(1, 2, 3, 32, 32))
     convs_3x3 = [s for s in shapes if s[-1] == 3]

@@ -9,7 +9,7 @@ shared here and each family supplies its block class:
 ``layers.{i}.conv``, ``norm``, ``conv_after_body`` and the never-used
 ``conv_before_upsample`` (kept so that official checkpoints load strictly).
 
-The 3x3 convolutions are :class:`vsrt.archs.layers.nnpack_conv.Conv2d` (same keys): CPU float32
+The 3x3 convolutions used in forward are :class:`vsrt.archs.layers.nnpack_conv.Conv2d` (same keys): CPU float32
 inference takes Winograd's transform there (float32 rounding only; the fixtures stay within 1.3e-6 of
 the official outputs).
 """
@@ -101,7 +101,7 @@ class PatchAlignTransformer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = Conv2d(embed_dim, embed_dim, 3, 1, 1)
         # never used in forward; present in every official checkpoint
-        self.conv_before_upsample = Conv2d(embed_dim, OFFICIAL_FEAT_CHANNELS, 3, 1, 1)
+        self.conv_before_upsample = nn.Conv2d(embed_dim, OFFICIAL_FEAT_CHANNELS, 3, 1, 1)
         self.apply(_init_weights)
 
     def blocks(self) -> list[nn.Module]:
