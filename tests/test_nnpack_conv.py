@@ -172,6 +172,35 @@ def test_large_convolutions_run_in_bands_with_the_same_result(kernel: int, monke
     assert (out.double() - want).abs().max() < 2e-5 * want.abs().max()
 
 
+@needs_nnpack
+def test_nnpack_runs_on_the_calling_thread_and_leaves_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two threads NNPACK's pool and the OpenMP team would fight over the cores (docs/performance.md,
+    "Two threads"): each NNPACK call sees one intra-op thread, and the caller's count is back afterwards,
+    also when the call fails."""
+    seen: list[int] = []
+    original = torch._nnpack_spatial_convolution
+
+    def recorded(*args: object) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", recorded)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, weight = torch.randn(1, 4, 32, 32), torch.randn(5, 4, 3, 3)
+        with torch.no_grad():
+            out = conv2d(x, weight, padding=1)
+        assert seen == [1] and torch.get_num_threads() == 2
+        torch.testing.assert_close(out, F.conv2d(x, weight, padding=1), rtol=0, atol=1e-3)  # Winograd rounding
+        monkeypatch.setattr(torch, "_nnpack_spatial_convolution", lambda *args: 1 / 0)
+        with pytest.raises(ZeroDivisionError), torch.no_grad():
+            conv2d(x, weight, padding=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_band_rows_bound_the_scratch() -> None:
     x = torch.empty(1, 64, 720, 1280)  # 64 -> 64 channels at 720p: about 1.1 GB unbanded
     rows = nnpack_conv.band_rows(x, 64)

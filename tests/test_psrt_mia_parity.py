@@ -11,7 +11,7 @@ from helpers import golden_view, parity_cases
 from vsrt.archs import build_network
 from vsrt.archs.flow.warp import patch_align_warp
 from vsrt.archs.iia_vsr_arch import IIAVSR
-from vsrt.archs.layers import execution, recurrent
+from vsrt.archs.layers import attention, execution, recurrent
 from vsrt.archs.layers.attention import WindowAttention3D
 from vsrt.archs.layers.window import (
     relative_position_index,
@@ -46,6 +46,28 @@ def clip(n: int = 1, t: int = 3, h: int = 16, w: int = 16, seed: int = 1) -> tor
 
 @pytest.mark.parametrize(("family", "path"), CASES)
 def test_parity_with_official_fixture(family: str, path: Path) -> None:
+    check_fixture(family, path)
+
+
+@pytest.mark.parametrize(("family", "path"), [case for case in CASES if case.values[0] != "psrt_recurrent"])
+def test_parity_on_two_threads_through_matmul_attention(family: str, path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On several CPU threads MIA-VSR / IIA-VSR attend through matrix products instead of SDPA's fused kernel
+    (and NNPACK runs on one thread): the same fixtures, tolerances and MIA keep fractions hold."""
+    calls = []
+    original = attention.matmul_attention
+    monkeypatch.setattr(attention, "matmul_attention", lambda *args: calls.append(1) or original(*args))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check_fixture(family, path)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls
+
+
+def check_fixture(family: str, path: Path) -> None:
+    """The fixture's model and inputs give its output within its tolerance (and MIA-VSR its keep fractions)."""
     case = torch.load(path, map_location="cpu", weights_only=True)
     model = build_case_model(family, case)
     with torch.no_grad():

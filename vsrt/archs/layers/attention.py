@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vsrt.archs.layers.execution import attention_window_chunk, fused_head_dim
+from vsrt.archs.layers.execution import attention_window_chunk, capturing_graph, fused_head_dim
 from vsrt.archs.layers.linear import linear
 from vsrt.archs.layers.window import Size3, relative_position_index
 
@@ -28,14 +28,43 @@ def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_m
     broadcastable to ``(B, heads, Nq, N)``. Where :func:`fused_head_dim` asks for it (GPU), q, k
     and v are zero-padded to a head dim that the memory-efficient kernel takes: zero columns add
     nothing to ``q k^T`` and give zero output columns, which are cut off; ``scale`` stays that of
-    the real head dim. Returns ``(B, heads, Nq, d)``.
+    the real head dim. Where :func:`threaded_matmul_attention_pays` (several CPU threads, fewer
+    queries than keys) it is :func:`matmul_attention` instead. Returns ``(B, heads, Nq, d)``.
     """
+    if threaded_matmul_attention_pays(q, k):
+        return matmul_attention(q, k, v, attn_mask, scale)
     head_dim = q.shape[-1]
     padded = fused_head_dim(q, head_dim)
     if padded == head_dim:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
     q, k, v = (F.pad(t, (0, padded - head_dim)) for t in (q, k, v))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)[..., :head_dim]
+
+
+def threaded_matmul_attention_pays(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether :func:`scaled_dot_product` takes :func:`matmul_attention`: CPU float32 inference on more than one
+    thread, with fewer query rows than keys (MIA-VSR / IIA-VSR: the current frame's 64 tokens against 192).
+
+    SDPA's fused CPU kernel is the fastest on one thread, but on two it uses twice the CPU time for the same
+    work (16 windows of 64 x 192 tokens, head dim 20, on the 2-core VM: 2.2 ms on one thread, 1.7 ms on two),
+    while the matrix products and the softmax split well (1.25 ms). In the whole networks on two threads
+    IIA-VSR gains about 9 % and MIA-VSR dense about 6 %; PSRT-recurrent (192 x 192) and VRT got slower, so
+    square attention keeps the fused kernel.
+    """
+    return (q.device.type == "cpu" and q.dtype == torch.float32 and q.shape[-2] < k.shape[-2]
+            and torch.get_num_threads() > 1 and not torch.is_grad_enabled() and type(q) is torch.Tensor
+            and not capturing_graph())
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
+                     scale: float) -> torch.Tensor:
+    """``softmax(q k^T * scale + attn_mask) v`` from matrix products (the mask added in place: no autograd).
+
+    Shapes as :func:`scaled_dot_product`; the same result up to float rounding."""
+    scores = torch.matmul(q * scale, k.transpose(-1, -2))  # (B, heads, Nq, N)
+    if attn_mask is not None:
+        scores.add_(attn_mask)
+    return torch.matmul(scores.softmax(-1), v)
 
 
 def truncated_normal_(tensor: torch.Tensor, std: float, bound: float = 2.0) -> torch.Tensor:

@@ -23,6 +23,14 @@ batched 24 ms, image by image 12.5 ms); it is left as PyTorch runs it.
 The output is NCHW whatever the input's layout: a caller holding channels-last tokens should add it to
 a channels-last tensor on the left (``shortcut + out``), so that the sum keeps the tokens' layout.
 
+Threads: NNPACK runs on its own thread pool (pthreadpool), beside the OpenMP team of every other CPU op.
+After an OpenMP op the team's workers spin for a while, and after an NNPACK call the pool's workers do,
+so with more than one thread each pool's workers take the cores the other one needs: on the 2-core VM
+with 2 threads, a 64 -> 64 convolution at 64x64 after a ReLU took 2.1 ms instead of 1.5 on one thread,
+120 -> 120 5.3 instead of 4.0, and SAVSR ran slower on two threads than on one (1.67 vs 1.12 s/frame).
+:func:`nnpack_conv2d` therefore runs NNPACK on the calling thread alone (:func:`one_thread`); it is still
+about 2x faster than oneDNN's direct convolution on both threads (2.9 and 8.0 ms for those two).
+
 Memory: NNPACK keeps the transformed input and output, about 10 bytes per pixel and channel (64 -> 64
 channels at 720x1280: 1 GiB, direct convolution 0.46 GiB). A convolution that would need more than
 :data:`SCRATCH_BUDGET` runs in horizontal bands (each with its halo rows), so the scratch stays bounded
@@ -42,6 +50,9 @@ state-dict keys) take this path only when all of these hold, and call ``F.conv2d
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -84,14 +95,34 @@ def band_rows(x: torch.Tensor, out_channels: int) -> int:
     return max(1, min(h, SCRATCH_BUDGET // per_row))
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Inside the block PyTorch's intra-op thread count is 1 (NNPACK's pool then runs calls on the calling
+    thread); the previous count is restored on the way out. Costs well under a microsecond."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def nnpack_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Same-size (``padding = k // 2``) convolution through NNPACK, in horizontal bands if large.
+    """Same-size (``padding = k // 2``) convolution through NNPACK on the calling thread, in horizontal bands
+    if large.
 
     A band of output rows ``[top, bottom)`` is computed from input rows ``[top - halo, bottom + halo)``
     (cut at the frame) with NNPACK's zero padding all round: the rows that padding spoils lie inside
     the halo and are dropped.
     """
-    x, weight = x.contiguous(), weight.contiguous()
+    with one_thread():
+        return _nnpack_bands(x.contiguous(), weight.contiguous(), bias)
+
+
+def _nnpack_bands(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     halo = weight.shape[-1] // 2
     h = x.shape[-2]
     rows = band_rows(x, weight.shape[0])
