@@ -426,6 +426,20 @@ MUTANTS: tuple[Mutant, ...] = (
            "self.conv_hr = __import__('vsrt.archs.layers.nnpack_conv', fromlist=['Conv2d']).Conv2d(64, 64, 3, 1, 1)",
            "PSRT / MIA / IIA conv_hr through Winograd (with conv_last: over the parity tolerance on a fixture)",
            ("tests/test_nnpack_conv.py",)),
+    Mutant("nnpack-all-threads", "vsrt/archs/layers/nnpack_conv.py",
+           "    with one_thread():\n        return _nnpack_bands(",
+           "    with contextlib.nullcontext():\n        return _nnpack_bands(",
+           "NNPACK runs on all intra-op threads (its pool then fights the OpenMP team for the cores)",
+           ("tests/test_nnpack_conv.py",)),
+    Mutant("nnpack-batched-on-threads", "vsrt/archs/layers/nnpack_conv.py",
+           "(batch == 1 or kernel != 3)", "(batch >= 1 or kernel != 3)",
+           "a batch of 3x3 images takes NNPACK's slower batched algorithm on several threads",
+           ("tests/test_nnpack_conv.py",)),
+    Mutant("matmul-attention-unscaled", "vsrt/archs/layers/attention.py",
+           "scores = torch.matmul(q * scale, k.transpose(-1, -2))",
+           "scores = torch.matmul(q, k.transpose(-1, -2))",
+           "the threaded CPU attention of MIA-VSR / IIA-VSR forgets the 1/sqrt(d) scale",
+           ("tests/test_attention_chunks.py", "tests/test_psrt_mia_parity.py")),
 )
 
 

@@ -201,6 +201,27 @@ def test_nnpack_runs_on_the_calling_thread_and_leaves_the_thread_count(monkeypat
         torch.set_num_threads(threads)
 
 
+@needs_nnpack
+def test_nnpack_only_on_as_many_threads_as_it_pays() -> None:
+    """oneDNN's direct convolution uses every thread, NNPACK one: on 2 threads a single 3x3 image and 7x7
+    batches keep NNPACK, a 3x3 batch (NNPACK's slower batched algorithm) goes direct; above
+    NNPACK_MAX_THREADS everything goes direct; on one thread everything takes NNPACK."""
+    image, batch = torch.randn(1, 4, 32, 32), torch.randn(3, 4, 32, 32)
+    w3, w7 = torch.randn(5, 4, 3, 3), torch.randn(5, 4, 7, 7)
+    threads = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            torch.set_num_threads(1)
+            assert nnpack_applies(batch, w3, padding=1) and nnpack_applies(batch, w7, padding=3)
+            torch.set_num_threads(2)
+            assert nnpack_applies(image, w3, padding=1) and nnpack_applies(batch, w7, padding=3)
+            assert not nnpack_applies(batch, w3, padding=1)
+            torch.set_num_threads(nnpack_conv.NNPACK_MAX_THREADS + 1)
+            assert not nnpack_applies(image, w3, padding=1) and not nnpack_applies(image, w7, padding=3)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_band_rows_bound_the_scratch() -> None:
     x = torch.empty(1, 64, 720, 1280)  # 64 -> 64 channels at 720p: about 1.1 GB unbanded
     rows = nnpack_conv.band_rows(x, 64)

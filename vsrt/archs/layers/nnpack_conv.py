@@ -28,8 +28,13 @@ After an OpenMP op the team's workers spin for a while, and after an NNPACK call
 so with more than one thread each pool's workers take the cores the other one needs: on the 2-core VM
 with 2 threads, a 64 -> 64 convolution at 64x64 after a ReLU took 2.1 ms instead of 1.5 on one thread,
 120 -> 120 5.3 instead of 4.0, and SAVSR ran slower on two threads than on one (1.67 vs 1.12 s/frame).
-:func:`nnpack_conv2d` therefore runs NNPACK on the calling thread alone (:func:`one_thread`); it is still
-about 2x faster than oneDNN's direct convolution on both threads (2.9 and 8.0 ms for those two).
+:func:`nnpack_conv2d` therefore runs NNPACK on the calling thread alone (:func:`one_thread`). oneDNN's
+direct convolution does use every thread, so NNPACK is taken only while that pays
+(:data:`NNPACK_MAX_THREADS`): one image of a 3x3 convolution or any 7x7 one on up to 2 threads (two
+threads, 120 -> 120 at 64x64: Winograd 4.6 ms, direct 7.4-7.9 ms; 7x7 32 -> 64: FFT 1.8, direct 3.5), a
+batch of 3x3 images (NNPACK's slower batched algorithm) on one thread only (3 images of 120 -> 120 on
+two threads: 24 ms against 18 ms direct). With more threads the direct convolution keeps scaling and
+NNPACK on one thread does not: the crossover, estimated from these rates, lies at 3-5 threads.
 
 Memory: NNPACK keeps the transformed input and output, about 10 bytes per pixel and channel (64 -> 64
 channels at 720x1280: 1 GiB, direct convolution 0.46 GiB). A convolution that would need more than
@@ -42,6 +47,8 @@ state-dict keys) take this path only when all of these hold, and call ``F.conv2d
 * a plain CPU float32 tensor ``(n, c, h, w)``; a 3x3 kernel with padding 1 or a 7x7 one with padding 3
   (zeros); stride 1, dilation 1, groups 1; at least :data:`MIN_PIXELS` output pixels for that kernel
   (below that the per-call kernel transform costs more than it saves);
+* at most :data:`NNPACK_MAX_THREADS` intra-op threads, and one thread for a batch of 3x3 images (see
+  "Threads" above);
 * no autograd graph is recorded (training keeps the direct convolution and its backward) and no autocast
   is active (autocast's bf16 / fp16 convolution is kept);
 * not tracing, compiling or exporting, and no dispatch mode active (graphs keep ``aten.convolution``,
@@ -65,6 +72,10 @@ MIN_PIXELS = {3: 32 * 32, 7: 8 * 8}
 """Kernel size -> fewest output pixels (h * w) for which NNPACK pays (3x3: break-even about 24x24; 7x7:
 faster from 8x8 on)."""
 
+NNPACK_MAX_THREADS = 2
+"""Most intra-op threads (``torch.get_num_threads()``) at which NNPACK, run on one of them, is taken over
+oneDNN's direct convolution on all of them (measured on 1 and 2 threads; see "Threads" above)."""
+
 SCRATCH_BUDGET = 96 * 2**20
 """Bytes of NNPACK scratch (estimated) above which a convolution runs in horizontal bands."""
 
@@ -82,10 +93,16 @@ def nnpack_applies(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, d
             and _pair(stride) == (1, 1) and _pair(padding) == (weight.shape[-1] // 2,) * 2
             and _pair(dilation) == (1, 1)
             and x.shape[-2] * x.shape[-1] >= MIN_PIXELS[weight.shape[-1]]
+            and _pays_on_this_many_threads(x.shape[0], weight.shape[-1])
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
             and not autocast_enabled("cpu")
             # last: _nnpack_available() also initialises NNPACK, without which its convolution fails
             and torch._C._get_nnpack_enabled() and torch._nnpack_available())
+
+
+def _pays_on_this_many_threads(batch: int, kernel: int) -> bool:
+    threads = torch.get_num_threads()
+    return threads == 1 or (threads <= NNPACK_MAX_THREADS and (batch == 1 or kernel != 3))
 
 
 def band_rows(x: torch.Tensor, out_channels: int) -> int:
