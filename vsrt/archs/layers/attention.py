@@ -52,8 +52,9 @@ def threaded_matmul_attention_pays(q: torch.Tensor, k: torch.Tensor) -> bool:
     square attention keeps the fused kernel.
     """
     return (q.device.type == "cpu" and q.dtype == torch.float32 and q.shape[-2] < k.shape[-2]
-            and torch.get_num_threads() > 1 and not torch.is_grad_enabled() and type(q) is torch.Tensor
-            and not capturing_graph())
+            and not torch.is_grad_enabled() and type(q) is torch.Tensor
+            and not capturing_graph()  # before get_num_threads(), which graphs cannot hold
+            and torch.get_num_threads() > 1)
 
 
 def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
