@@ -105,3 +105,21 @@ def test_step_windows_equal_stacking_normalising_and_gathering_every_block(size)
             expected = stacked.reshape(2, -1, 12).index_select(1, index.gather).view(-1, 48, 12)
             got = step.normalised(x, index, block.window_size, block.shift_size, block.norm1)
             torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_take_tokens_is_index_select_along_the_tokens(n: int) -> None:
+    """The dim-0 gather behind every window partition / reverse gives index_select(1)'s values and gradients,
+    for one sample and for several (each sample's rows offset by its own token count)."""
+    from vsrt.archs.layers.window import take_tokens
+
+    torch.manual_seed(0)
+    tokens = torch.randn(n, 10, 4, requires_grad=True)
+    index = torch.tensor([9, 0, 3, 3, 7])
+    got = take_tokens(tokens, index)
+    want = tokens.index_select(1, index)
+    assert torch.equal(got, want)
+    weights = torch.randn_like(want)
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), tokens)
+    (grad_want,) = torch.autograd.grad((want * weights).sum(), tokens)
+    assert torch.equal(grad_got, grad_want)

@@ -60,6 +60,7 @@ from vsrt.archs.layers.window import (
     as_size3,
     pad_to_windows,
     shifted_window_mask,
+    take_tokens,
     window_index,
 )
 from vsrt.registry import ARCH_REGISTRY
@@ -157,7 +158,7 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
     @staticmethod
     def _to_pixels(windows: torch.Tensor, index: WindowIndex, n: int, h: int, w: int) -> torch.Tensor:
         """Current-frame windows ``(n*nW, wh*ww, c)`` -> ``(n, h, w, c)`` (un-shifted, cropped)."""
-        return windows.reshape(n, -1, windows.shape[-1]).index_select(1, index.scatter).view(n, h, w, -1)
+        return take_tokens(windows.reshape(n, -1, windows.shape[-1]), index.scatter).view(n, h, w, -1)
 
     def forward(self, x: torch.Tensor, neighbours: torch.Tensor, attn_mask: torch.Tensor,
                 memory: StepMemory | None, step_windows: StepWindows | None = None) -> torch.Tensor:
@@ -208,7 +209,7 @@ class IntraInterFrameBlock(ShiftedWindowBlock):
         num_tokens = num_frames * num_queries
         if windows is None:
             tokens = pad_to_windows(self.norm1(torch.cat([neighbours, x.unsqueeze(1)], dim=1)), self.window_size)
-            windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
+            windows = take_tokens(tokens.reshape(n, -1, c), index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
         queries = windows[:, -num_queries:]  # current frame tokens (n*nW, wh*ww, c)
         keep = None if prev is None else self.attn.predmask((queries - prev[0]).abs())  # (n*nW, wh*ww, 1)
 

@@ -41,6 +41,7 @@ from vsrt.archs.layers.window import (
     as_size3,
     pad_to_windows,
     shifted_window_mask,
+    take_tokens,
     window_index,
 )
 from vsrt.registry import ARCH_REGISTRY
@@ -66,9 +67,9 @@ class MultiFrameSwinBlock(ShiftedWindowBlock):
         # roll by -shift + window partition, and window reverse + roll back + crop: one gather each
         index = window_index(tuple(tokens.shape[1:4]), self.window_size, self.shift_size, (0, t), (h, w),
                              num_tokens, x.device)
-        windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
+        windows = take_tokens(tokens.reshape(n, -1, c), index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
         windows = self.attn(windows, attn_mask if self.shifted else None, index.num_unmasked)
-        tokens = windows.view(n, -1, c).index_select(1, index.scatter).view(n, t, h, w, c)
+        tokens = take_tokens(windows.view(n, -1, c), index.scatter).view(n, t, h, w, c)
         x = x + self.drop_path(tokens)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 

@@ -40,6 +40,7 @@ from vsrt.archs.layers.window import (
     pad_to_windows,
     relative_position_index,
     shifted_window_mask,
+    take_tokens,
     window_index,
 )
 
@@ -282,9 +283,9 @@ class TMSA(nn.Module):
         num_tokens = window[0] * window[1] * window[2]
         # roll by -shift + window partition, and window reverse + roll back + crop: one gather each
         index = window_index(tuple(tokens.shape[1:4]), window, shift, (0, d), (h, w), num_tokens, x.device)
-        windows = tokens.reshape(n, -1, c).index_select(1, index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
+        windows = take_tokens(tokens.reshape(n, -1, c), index.gather).view(-1, num_tokens, c)  # (n*nW, N, c)
         windows = self.attn(windows, mask if any(shift) else None, index.num_unmasked)
-        return self.drop_path(windows.view(n, -1, c).index_select(1, index.scatter).view(n, d, h, w, c))
+        return self.drop_path(take_tokens(windows.view(n, -1, c), index.scatter).view(n, d, h, w, c))
 
     def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop_path(self.mlp(self.norm2(x)))
