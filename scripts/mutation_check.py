@@ -413,7 +413,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "windows.masked_fill_(padding, 0.0) if False else None",
            "inference windows keep norm1's bias in the padding slots", MIA + ("tests/test_window_index.py",)),
     Mutant("step-windows-stale-current", "vsrt/archs/layers/window.py",
-           "raw[:, :, num_tokens - num_queries:] = grid.index_select(1, current).view(n, -1, num_queries, c)",
+           "raw[:, :, num_tokens - num_queries:] = take_tokens(grid, current).view(n, -1, num_queries, c)",
            "raw[:, :, num_tokens - num_queries:] = raw[:, :, num_tokens - num_queries:]",
            "inference windows keep the first block's current frame", MIA + ("tests/test_window_index.py",)),
     Mutant("group-sum-conv-layout", "vsrt/archs/layers/patch_align.py",
