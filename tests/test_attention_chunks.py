@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import vsrt.archs.layers.execution as execution
-from vsrt.archs.layers.attention import WindowAttention3D, window_chunks
+from helpers import torch_threads
+from vsrt.archs.layers.attention import (
+    WindowAttention3D,
+    matmul_attention,
+    scaled_dot_product,
+    threaded_matmul_attention_pays,
+    window_chunks,
+)
 from vsrt.archs.layers.execution import attention_window_chunk, force_sync_free
 from vsrt.archs.layers.window import shifted_window_mask, window_index
 
@@ -68,16 +75,12 @@ def test_sync_free_path_does_not_chunk():
 def test_matmul_attention_only_for_threaded_cpu_inference_with_fewer_queries_than_keys():
     """SDPA's fused CPU kernel stays where it is fastest (one thread, square attention), and training and
     graphs keep it; otherwise MIA/IIA-shaped attention takes the matrix products, with SDPA's result."""
-    from vsrt.archs.layers.attention import matmul_attention, scaled_dot_product, threaded_matmul_attention_pays
-
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 2, 4, 5), torch.randn(3, 2, 12, 5), torch.randn(3, 2, 12, 5)
     mask = torch.randn(1, 2, 4, 12)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         assert not threaded_matmul_attention_pays(q, k)
-        torch.set_num_threads(2)
+    with torch_threads(2):
         with torch.no_grad():
             assert threaded_matmul_attention_pays(q, k)
             assert not threaded_matmul_attention_pays(k, k)  # square: the fused kernel
@@ -87,5 +90,3 @@ def test_matmul_attention_only_for_threaded_cpu_inference_with_fewer_queries_tha
             torch.testing.assert_close(scaled_dot_product(q, k, v, None, 0.3),
                                        torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3))
         assert not threaded_matmul_attention_pays(q, k)  # gradients on: training keeps SDPA
-    finally:
-        torch.set_num_threads(threads)

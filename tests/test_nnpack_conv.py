@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import record_nnpack_calls
+from helpers import record_nnpack_calls, torch_threads
 from vsrt.archs import ARCH_REGISTRY
 from vsrt.archs.layers import nnpack_conv
 from vsrt.archs.layers.nnpack_conv import Conv2d, conv2d, nnpack_applies
@@ -185,9 +185,7 @@ def test_nnpack_runs_on_the_calling_thread_and_leaves_the_thread_count(monkeypat
         return original(*args)
 
     monkeypatch.setattr(torch, "_nnpack_spatial_convolution", recorded)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         x, weight = torch.randn(1, 4, 32, 32), torch.randn(5, 4, 3, 3)
         with torch.no_grad():
             out = conv2d(x, weight, padding=1)
@@ -197,8 +195,6 @@ def test_nnpack_runs_on_the_calling_thread_and_leaves_the_thread_count(monkeypat
         with pytest.raises(ZeroDivisionError), torch.no_grad():
             conv2d(x, weight, padding=1)
         assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(threads)
 
 
 @needs_nnpack
@@ -208,18 +204,14 @@ def test_nnpack_only_on_as_many_threads_as_it_pays() -> None:
     NNPACK_MAX_THREADS everything goes direct; on one thread everything takes NNPACK."""
     image, batch = torch.randn(1, 4, 32, 32), torch.randn(3, 4, 32, 32)
     w3, w7 = torch.randn(5, 4, 3, 3), torch.randn(5, 4, 7, 7)
-    threads = torch.get_num_threads()
-    try:
-        with torch.no_grad():
-            torch.set_num_threads(1)
+    with torch.no_grad():
+        with torch_threads(1):
             assert nnpack_applies(batch, w3, padding=1) and nnpack_applies(batch, w7, padding=3)
-            torch.set_num_threads(2)
+        with torch_threads(2):
             assert nnpack_applies(image, w3, padding=1) and nnpack_applies(batch, w7, padding=3)
             assert not nnpack_applies(batch, w3, padding=1)
-            torch.set_num_threads(nnpack_conv.NNPACK_MAX_THREADS + 1)
+        with torch_threads(nnpack_conv.NNPACK_MAX_THREADS + 1):
             assert not nnpack_applies(image, w3, padding=1) and not nnpack_applies(image, w7, padding=3)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_band_rows_bound_the_scratch() -> None:

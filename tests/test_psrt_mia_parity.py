@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import golden_view, parity_cases
+from helpers import golden_view, parity_cases, torch_threads
 from vsrt.archs import build_network
 from vsrt.archs.flow.warp import patch_align_warp
 from vsrt.archs.iia_vsr_arch import IIAVSR
@@ -57,12 +57,8 @@ def test_parity_on_two_threads_through_matmul_attention(family: str, path: Path,
     calls = []
     original = attention.matmul_attention
     monkeypatch.setattr(attention, "matmul_attention", lambda *args: calls.append(1) or original(*args))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         check_fixture(family, path)
-    finally:
-        torch.set_num_threads(threads)
     assert calls
 
 

@@ -11,6 +11,7 @@ from vsrt.archs.layers.execution import force_sync_free, fused_head_dim
 from vsrt.archs.layers.window import (
     pad_to_windows,
     shifted_window_mask,
+    take_tokens,
     window_index,
     window_partition,
     window_reverse,
@@ -111,8 +112,6 @@ def test_step_windows_equal_stacking_normalising_and_gathering_every_block(size)
 def test_take_tokens_is_index_select_along_the_tokens(n: int) -> None:
     """The dim-0 gather behind every window partition / reverse gives index_select(1)'s values and gradients,
     for one sample and for several (each sample's rows offset by its own token count)."""
-    from vsrt.archs.layers.window import take_tokens
-
     torch.manual_seed(0)
     tokens = torch.randn(n, 10, 4, requires_grad=True)
     index = torch.tensor([9, 0, 3, 3, 7])
