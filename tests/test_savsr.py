@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import VENDORED_PARITY, golden_view, parity_cases, record_nnpack_calls
+from helpers import VENDORED_PARITY, golden_view, parity_cases, record_nnpack_calls, torch_threads
 from vsrt.archs import build_network
 from vsrt.archs.layers import nnpack_conv
 from vsrt.archs.layers.execution import force_sync_free
@@ -59,6 +60,23 @@ def test_parity_with_set_scale(path: Path) -> None:
     model.set_scale(tuple(case["forward_kwargs"]["__set_scale__"]))
     with torch.no_grad():
         out = model(*case["inputs"].values())
+    assert_close_to_case(out, case)
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_parity_with_branches_side_by_side(path: Path) -> None:
+    """On two CPU threads the two level-1 branches run at once, one on a helper thread: the same output,
+    every hidden state in its place."""
+    case = load_case(path)
+    model = build_case_model(case)
+    threads_seen = {}
+    for name in ("f2p_win", "p2f_win"):
+        getattr(model, name).register_forward_hook(
+            lambda *_, name=name: threads_seen.setdefault(name, set()).add(threading.get_ident()))
+    with torch.no_grad(), torch_threads(2):
+        out = model(case["inputs"]["x"], scale=tuple(case["forward_kwargs"]["__set_scale__"]))
+    assert len(threads_seen["f2p_win"]) == len(threads_seen["p2f_win"]) == 1
+    assert threads_seen["f2p_win"] != threads_seen["p2f_win"]
     assert_close_to_case(out, case)
 
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsrt.archs.layers.nnpack_conv import Conv2d
+from vsrt.archs.layers.threads import run_concurrently
 from vsrt.archs.savsr.blocks import OSAdapt, ResidualGroup
 from vsrt.archs.savsr.scale import Scale, as_scale_pair, sr_size
 from vsrt.archs.savsr.upsample import STAUpsample
@@ -175,27 +176,31 @@ class SAVSR(nn.Module):
 
     def align(self, x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
         """Padded frames ``(b, t, c, h, w)`` -> aligned feature ``(b, C, h, w)`` of the centre frame."""
-        b, _, _, h, w = x.shape
         frames_forward = x if self.interval == 0 else x[:, self.forward_frames]
         frames_backward = x if self.interval == 0 else x[:, self.backward_frames]
-        num_states = self.iter_win - self.slid_win + 1
-        hidden_backward = x.new_zeros(b, self.num_feat, h, w)
-        hidden_forward = x.new_zeros(b, self.num_feat, h, w)
-        # states_*[i] belongs to the window frames[i : i + slid_win] in both directions
-        states_backward: list[torch.Tensor] = [hidden_backward] * num_states
-        states_forward: list[torch.Tensor] = []
-        for step in range(num_states):
-            start = num_states - 1 - step  # the backward branch walks from the last window to the first
-            hidden_backward = self.f2p_win(frames_backward[:, start:start + self.slid_win], hidden_backward, scale)
-            states_backward[start] = hidden_backward
-            hidden_forward = self.p2f_win(frames_forward[:, step:step + self.slid_win], hidden_forward, scale)
-            states_forward.append(hidden_forward)
+        # the two branches are independent: on two CPU threads they run side by side (vsrt.archs.layers.threads)
+        states_backward, states_forward = run_concurrently(
+            x, lambda: self._branch_states(self.f2p_win, frames_backward, scale, backward=True),
+            lambda: self._branch_states(self.p2f_win, frames_forward, scale, backward=False))
 
         # each (b, 2C, h, w), backward state first
         feats = [torch.cat(pair, dim=1) for pair in zip(states_backward, states_forward, strict=True)]
         for unit in self.h_win:
             feats = unit(feats, scale)
         return lrelu(self.h_win_conv_h(feats[0]))
+
+    def _branch_states(self, unit: WindowUnitL1, frames: torch.Tensor, scale: tuple[float, float],
+                       backward: bool) -> list[torch.Tensor]:
+        """Hidden states ``(b, C, h, w)`` of one level-1 branch; ``states[i]`` belongs to the window
+        ``frames[:, i : i + slid_win]``. The backward branch walks from the last window to the first."""
+        b, _, _, h, w = frames.shape
+        num_states = self.iter_win - self.slid_win + 1
+        hidden = frames.new_zeros(b, self.num_feat, h, w)
+        states: list[torch.Tensor] = [hidden] * num_states
+        for start in reversed(range(num_states)) if backward else range(num_states):
+            hidden = unit(frames[:, start:start + self.slid_win], hidden, scale)
+            states[start] = hidden
+        return states
 
     def reconstruct(self, align_feat: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
         """Residual groups, each followed by OSAdapt and a ``gamma``-weighted skip from ``align_feat``."""

@@ -28,7 +28,8 @@ After an OpenMP op the team's workers spin for a while, and after an NNPACK call
 so with more than one thread each pool's workers take the cores the other one needs: on the 2-core VM
 with 2 threads, a 64 -> 64 convolution at 64x64 after a ReLU took 2.1 ms instead of 1.5 on one thread,
 120 -> 120 5.3 instead of 4.0, and SAVSR ran slower on two threads than on one (1.67 vs 1.12 s/frame).
-:func:`nnpack_conv2d` therefore runs NNPACK on the calling thread alone (:func:`one_thread`). oneDNN's
+:func:`nnpack_conv2d` therefore runs NNPACK on the calling thread alone
+(:func:`vsrt.archs.layers.threads.one_thread`). oneDNN's
 direct convolution does use every thread, so NNPACK is taken only while that pays
 (:data:`NNPACK_MAX_THREADS`): one image of a 3x3 convolution or any 7x7 one on up to 2 threads (two
 threads, 120 -> 120 at 64x64: Winograd 4.6 ms, direct 7.4-7.9 ms; 7x7 32 -> 64: FFT 1.8, direct 3.5), a
@@ -58,15 +59,13 @@ state-dict keys) take this path only when all of these hold, and call ``F.conv2d
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
 from vsrt.archs.layers.execution import autocast_enabled, capturing_graph
+from vsrt.archs.layers.threads import one_thread
 
 MIN_PIXELS = {3: 32 * 32, 7: 8 * 8}
 """Kernel size -> fewest output pixels (h * w) for which NNPACK pays (3x3: break-even about 24x24; 7x7:
@@ -110,21 +109,6 @@ def band_rows(x: torch.Tensor, out_channels: int) -> int:
     n, c, h, w = x.shape
     per_row = SCRATCH_BYTES_PER_PIXEL_CHANNEL * n * w * (c + out_channels)
     return max(1, min(h, SCRATCH_BUDGET // per_row))
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Inside the block PyTorch's intra-op thread count is 1 (NNPACK's pool then runs calls on the calling
-    thread); the previous count is restored on the way out. Costs well under a microsecond."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def nnpack_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

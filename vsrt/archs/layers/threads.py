@@ -1,0 +1,111 @@
+"""CPU threads for inference: one op on the calling thread alone, or two independent pieces of work at once.
+
+PyTorch spreads each CPU op over its intra-op threads (OpenMP). That splits large matrix products well,
+but not everything vsrt runs: NNPACK's Winograd / FFT convolutions run on one thread
+(:mod:`vsrt.archs.layers.nnpack_conv`), and a chain of small ops gains little from a second thread.
+Where a network has two independent pieces of work (SAVSR's two level-1 recurrent branches) they can
+instead run side by side, each single-threaded, one on the caller's thread and one on a helper thread:
+measured on the 2-core development VM, SAVSR at 64x64 on two threads took 1.06 s per output frame with
+the branches one after the other (they are 71 % of it) and 0.80 s side by side.
+
+:func:`run_concurrently` does that only where it pays and is safe (:func:`concurrency_pays`): CPU
+inference (no autograd graph, no autocast) on exactly :data:`CONCURRENT_THREADS` intra-op threads, not
+traced, compiled or seen by a dispatch mode. Anywhere else it runs the two calls one after the other on
+the caller's thread, so the result never depends on which way it went beyond float32 rounding of
+threaded reductions.
+
+Inside :func:`run_concurrently` PyTorch's intra-op thread count is 1 (it is process-wide: each branch
+then runs its ops on its own thread, and NNPACK's pool runs on the calling thread); it is restored
+when both branches are done, also when one of them raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+import torch
+
+from vsrt.archs.layers.execution import autocast_enabled, capturing_graph
+
+CONCURRENT_THREADS = 2
+"""Intra-op thread count at which :func:`run_concurrently` runs its two calls side by side, one thread each.
+With more threads each op splits further by itself, and two single-threaded branches would leave cores idle."""
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+_helper: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Inside the block PyTorch's intra-op thread count is 1 (NNPACK's pool then runs calls on the calling
+    thread); the previous count is restored on the way out. Costs well under a microsecond."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def concurrency_pays(x: torch.Tensor) -> bool:
+    """Whether :func:`run_concurrently` would run side by side for a forward on ``x``."""
+    if type(x) is not torch.Tensor or capturing_graph():  # graphs and dispatch modes see one thread only
+        return False
+    return (x.device.type == "cpu" and not torch.is_grad_enabled() and not autocast_enabled("cpu")
+            and torch.get_num_threads() == CONCURRENT_THREADS)
+
+
+def run_concurrently(x: torch.Tensor, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """``(first(), second())``: side by side, one thread each, where :func:`concurrency_pays` for ``x``;
+    else one after the other.
+
+    The two calls must not depend on each other or write to shared tensors. ``second`` runs on a helper
+    thread in the caller's grad / inference mode and a copy of its context variables (e.g.
+    :func:`vsrt.archs.layers.execution.force_sync_free`); its exception, if any, is raised here.
+    """
+    if not concurrency_pays(x):
+        return first(), second()
+    inference = torch.is_inference_mode_enabled()
+    context = contextvars.copy_context()
+
+    def in_callers_modes() -> B:
+        with torch.inference_mode() if inference else torch.no_grad():
+            return context.run(second)
+
+    with one_thread():
+        future: Future[B] = _executor().submit(in_callers_modes)
+        try:
+            result_first = first()
+        finally:
+            wait([future])  # the helper must be done before the thread count is restored
+        return result_first, future.result()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsrt-branch")
+        return _helper
+
+
+def _forget_executor() -> None:
+    """After ``fork`` the child has no helper thread (only the forking thread survives): make a new one."""
+    global _helper, _helper_lock
+    _helper, _helper_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_executor)
