@@ -7,12 +7,14 @@ outside the frame, pixel coordinates), not with ``flow_warp``/``grid_sample``.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import record_nnpack_calls
+from helpers import record_nnpack_calls, torch_threads
 from vsrt.archs import build_network
 from vsrt.archs.flow.warp import flow_warp
 
@@ -84,14 +86,39 @@ def test_flow_warp_equals_the_naive_bilinear_warp():
 
 
 def test_basicvsr_equals_the_naive_reference():
+    net, lqs = reference_case(frames=4)
+    with torch.no_grad():
+        torch.testing.assert_close(net(lqs), reference_basicvsr(net, lqs), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("frames", [2, 5])
+def test_side_by_side_on_two_threads_equals_the_naive_reference(frames):
+    """On two CPU threads the propagations run at once, then each thread fuses and upsamples half of the
+    frames (``vsrt.archs.layers.threads``): the same clip, each frame in its place."""
+    net, lqs = reference_case(frames)
+    with torch.no_grad():
+        want = reference_basicvsr(net, lqs)
+    threads_of = {}
+    for name in ("backward_trunk", "forward_trunk", "fusion"):
+        getattr(net, name).register_forward_hook(
+            lambda *_, name=name: threads_of.setdefault(name, set()).add(threading.get_ident()))
+    with torch.no_grad(), torch_threads(2):
+        out = net(lqs)
+    torch.testing.assert_close(out, want, rtol=1e-9, atol=1e-9)
+    assert len(threads_of["backward_trunk"]) == len(threads_of["forward_trunk"]) == 1
+    assert threads_of["backward_trunk"] != threads_of["forward_trunk"]
+    assert len(threads_of["fusion"]) == 2
+
+
+def reference_case(frames: int) -> tuple[nn.Module, torch.Tensor]:
+    """A float64 BasicVSR with large random weights and the fixed flow, and a clip ``(1, frames, 3, 12, 12)``."""
     torch.manual_seed(0)
     net = build_network({"type": "BasicVSR", "num_feat": 8, "num_block": 1}).double().eval()
     net.spynet = FixedFlow()
     with torch.no_grad():
         for param in net.parameters():  # random weights large enough that every path matters
             param.copy_(torch.randn_like(param) * 0.2)
-        lqs = torch.rand(1, 4, 3, 12, 12, dtype=torch.float64)
-        torch.testing.assert_close(net(lqs), reference_basicvsr(net, lqs), rtol=1e-9, atol=1e-9)
+    return net, torch.rand(1, frames, 3, 12, 12, dtype=torch.float64)
 
 
 @pytest.mark.skipif(not torch._nnpack_available(), reason="PyTorch built without NNPACK")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import VENDORED_PARITY, golden_view, parity_cases
+from helpers import VENDORED_PARITY, golden_view, parity_cases, torch_threads
 from vsrt.archs import build_network
 from vsrt.archs.flow.spynet import SpyNet
 from vsrt.archs.vrt.inference import test_video as vrt_test_video
@@ -39,12 +40,34 @@ def clip(t: int = 2, c: int = 3, h: int = 40, w: int = 40, seed: int = 1) -> tor
 @pytest.mark.parametrize("path", CASES)
 def test_parity_with_official_fixture(path: Path) -> None:
     case, model = load_case(path)
+    assert_matches_case(run_case(case, model), case)
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_parity_on_two_threads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On two CPU threads the two SpyNet passes run side by side, and so do the two halves of the per-frame
+    tail (``vsrt.archs.layers.threads``): the same fixtures."""
+    case, model = load_case(path)
+    spynet_threads = []
+    if model.pa_frames:
+        original = model.spynet.forward_pyramid
+        monkeypatch.setattr(model.spynet, "forward_pyramid",
+                            lambda *args: spynet_threads.append(threading.get_ident()) or original(*args))
+    with torch_threads(2):
+        assert_matches_case(run_case(case, model), case)
+    if model.pa_frames:
+        assert len(set(spynet_threads)) == 2
+
+
+def run_case(case: dict, model: VRT) -> torch.Tensor:
     with torch.no_grad():
         if case.get("procedure"):  # the official tiled/chunked main_test_vrt.test_video
             args = SimpleNamespace(**case["forward_kwargs"])
-            out = vrt_test_video(case["inputs"]["lq"], model, args)
-        else:
-            out = model(*case["inputs"].values(), **case["forward_kwargs"])
+            return vrt_test_video(case["inputs"]["lq"], model, args)
+        return model(*case["inputs"].values(), **case["forward_kwargs"])
+
+
+def assert_matches_case(out: torch.Tensor, case: dict) -> None:
     want = case["outputs"]["out"]
     out = golden_view(out, case)
     assert out.shape == want.shape

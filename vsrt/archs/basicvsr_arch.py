@@ -22,6 +22,7 @@ from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp
 from vsrt.archs.layers.conv import ConvResidualBlocks
 from vsrt.archs.layers.nnpack_conv import Conv2d
+from vsrt.archs.layers.threads import concurrency_pays, map_in_halves, run_concurrently
 from vsrt.archs.layers.upsample import bilinear_x4, pixel_shuffle_x4
 from vsrt.registry import ARCH_REGISTRY
 
@@ -69,23 +70,57 @@ class BasicVSR(nn.Module):
         n, t, _, h, w = lqs.shape
         if t < 2:
             raise ValueError(f"BasicVSR needs at least 2 frames; got {t}")
-        flows_backward, flows_forward = neighbour_flows(self.spynet, lqs)
+        flows_backward, flows_forward = neighbour_flows(self.spynet, lqs)  # each (n, t-1, 2, h, w)
+        if concurrency_pays(lqs):
+            return self._forward_side_by_side(lqs, flows_backward, flows_forward)
 
-        backward_feats: list[torch.Tensor] = [lqs.new_empty(0)] * t
-        feat = lqs.new_zeros(n, self.num_feat, h, w)
-        for i in range(t - 1, -1, -1):
-            if i < t - 1:
-                feat = flow_warp(feat, flows_backward[:, i].permute(0, 2, 3, 1))
-            feat = self.backward_trunk(torch.cat([lqs[:, i], feat], dim=1))
-            backward_feats[i] = feat
-
+        backward_feats = self._propagate(self.backward_trunk, lqs, flows_backward, backward=True)
         outputs = []
         feat = lqs.new_zeros(n, self.num_feat, h, w)
         for i in range(t):
-            if i > 0:
-                feat = flow_warp(feat, flows_forward[:, i - 1].permute(0, 2, 3, 1))
-            feat = self.forward_trunk(torch.cat([lqs[:, i], feat], dim=1))
-            fused = self.lrelu(self.fusion(torch.cat([backward_feats[i], feat], dim=1)))
+            feat = self._step(self.forward_trunk, lqs[:, i], feat, flows_forward[:, i - 1] if i > 0 else None)
+            outputs.append(self._head(backward_feats[i], feat, lqs[:, i]))
             backward_feats[i] = lqs.new_empty(0)  # no longer needed
-            outputs.append(self.upsample(fused, lqs[:, i]))
         return torch.stack(outputs, dim=1)
+
+    def _forward_side_by_side(self, lqs: torch.Tensor, flows_backward: torch.Tensor,
+                              flows_forward: torch.Tensor) -> torch.Tensor:
+        """The forward pass on two CPU threads (``vsrt.archs.layers.threads``): the backward and forward
+        propagations are independent, so they run at once; then each thread fuses and upsamples half of
+        the frames. Holds both branches' features until their frame's head (the other path streams the
+        forward branch into the heads)."""
+        backward_feats, forward_feats = run_concurrently(
+            lqs, lambda: self._propagate(self.backward_trunk, lqs, flows_backward, backward=True),
+            lambda: self._propagate(self.forward_trunk, lqs, flows_forward, backward=False))
+
+        def head(i: int) -> torch.Tensor:
+            output = self._head(backward_feats[i], forward_feats[i], lqs[:, i])
+            backward_feats[i] = forward_feats[i] = lqs.new_empty(0)  # no longer needed
+            return output
+
+        return torch.stack(map_in_halves(lqs, head, range(lqs.shape[1])), dim=1)
+
+    def _step(self, trunk: ConvResidualBlocks, lq: torch.Tensor, feat: torch.Tensor,
+              flow: torch.Tensor | None) -> torch.Tensor:
+        """One propagation step: the previous feature ``(n, C, h, w)`` warped by ``flow`` ``(n, 2, h, w)``
+        (none at the first frame), joined to the frame ``(n, 3, h, w)``, through the trunk."""
+        if flow is not None:
+            feat = flow_warp(feat, flow.permute(0, 2, 3, 1))
+        return trunk(torch.cat([lq, feat], dim=1))
+
+    def _propagate(self, trunk: ConvResidualBlocks, lqs: torch.Tensor, flows: torch.Tensor,
+                   backward: bool) -> list[torch.Tensor]:
+        """Features ``(n, C, h, w)`` of every frame from one propagation direction (the backward one walks
+        from the last frame to the first, warping with ``flows[:, i]``; the forward one with ``flows[:, i-1]``)."""
+        n, t, _, h, w = lqs.shape
+        feats: list[torch.Tensor] = [lqs.new_empty(0)] * t
+        feat = lqs.new_zeros(n, self.num_feat, h, w)
+        for step, i in enumerate(range(t - 1, -1, -1) if backward else range(t)):
+            flow = None if step == 0 else flows[:, i] if backward else flows[:, i - 1]
+            feat = self._step(trunk, lqs[:, i], feat, flow)
+            feats[i] = feat
+        return feats
+
+    def _head(self, backward_feat: torch.Tensor, forward_feat: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """Both directions' features of one frame, fused and upsampled: ``(n, 3, 4h, 4w)``."""
+        return self.upsample(self.lrelu(self.fusion(torch.cat([backward_feat, forward_feat], dim=1))), lq)

@@ -20,6 +20,7 @@ from torch import nn
 from vsrt.archs.flow.warp import flow_warp
 from vsrt.archs.layers.execution import autocast_off
 from vsrt.archs.layers.nnpack_conv import Conv2d
+from vsrt.archs.layers.threads import run_concurrently
 
 NUM_LEVELS = 6
 SIZE_MULTIPLE = 2 ** (NUM_LEVELS - 1)  # 32: the coarsest level is h/32 x w/32
@@ -180,7 +181,10 @@ def neighbour_flows(spynet: SpyNet, lqs: torch.Tensor,
     n, t, c, h, w = lqs.shape
     earlier = lqs[:, :-1].reshape(-1, c, h, w)  # (n*(t-1), c, h, w)
     later = lqs[:, 1:].reshape(-1, c, h, w)
-    flows_backward = spynet(earlier, later).view(n, t - 1, 2, h, w)
     if mirrored:
+        flows_backward = spynet(earlier, later).view(n, t - 1, 2, h, w)
         return flows_backward, flows_backward.flip(1)
-    return flows_backward, spynet(later, earlier).view(n, t - 1, 2, h, w)
+    # two independent SpyNet passes: side by side on two CPU threads (vsrt.archs.layers.threads)
+    flows_backward, flows_forward = run_concurrently(lqs, lambda: spynet(earlier, later),
+                                                     lambda: spynet(later, earlier))
+    return flows_backward.view(n, t - 1, 2, h, w), flows_forward.view(n, t - 1, 2, h, w)

@@ -42,6 +42,7 @@ from vsrt.archs.flow.spynet import SpyNet, neighbour_flows
 from vsrt.archs.flow.warp import flow_warp, patch_align_warp
 from vsrt.archs.layers.execution import sync_free
 from vsrt.archs.layers.nnpack_conv import Conv2d
+from vsrt.archs.layers.threads import map_in_halves
 from vsrt.archs.layers.upsample import bilinear_x4, pixel_shuffle_x4
 
 BRANCH_NAMES = ("backward_1", "forward_1", "backward_2", "forward_2")
@@ -206,13 +207,14 @@ class RecurrentPatchAlignNet(nn.Module):
 
     def reconstruct(self, lqs: torch.Tensor, feats: list[torch.Tensor], cache: FeatureCache) -> torch.Tensor:
         """x4 head on every frame's features + bilinear skip -> ``(n, t, 3, 4h, 4w)``."""
-        outputs = []
-        for i in range(lqs.shape[1]):
+        def head(i: int) -> torch.Tensor:
             feat, feats[i] = cache.load(feats[i]), None  # free as we go
             hr = pixel_shuffle_x4(self.conv_before_upsample(feat), self.upconv1, self.upconv2,
                                   self.conv_hr, self.conv_last)
-            outputs.append(cache.store(hr + bilinear_x4(lqs[:, i])))
-        return torch.stack(outputs, dim=1)
+            return cache.store(hr + bilinear_x4(lqs[:, i]))
+
+        # frames are independent: on two CPU threads each takes half of them (vsrt.archs.layers.threads)
+        return torch.stack(map_in_halves(lqs, head, range(lqs.shape[1])), dim=1)
 
     def run(self, lqs: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Whole network; returns the HR clip and the per-branch step records."""

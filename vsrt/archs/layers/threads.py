@@ -25,7 +25,7 @@ import contextlib
 import contextvars
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -39,6 +39,8 @@ With more threads each op splits further by itself, and two single-threaded bran
 
 A = TypeVar("A")
 B = TypeVar("B")
+T = TypeVar("T")
+R = TypeVar("R")
 
 _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
@@ -91,6 +93,17 @@ def run_concurrently(x: torch.Tensor, first: Callable[[], A], second: Callable[[
         finally:
             wait([future])  # the helper must be done before the thread count is restored
         return result_first, future.result()
+
+
+def map_in_halves(x: torch.Tensor, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(item) for item in items]``, the second half of ``items`` on the helper thread where
+    :func:`concurrency_pays` for ``x`` (:func:`run_concurrently`). The calls must be independent."""
+    half = (len(items) + 1) // 2
+    if half == len(items):  # nothing for a second thread
+        return [fn(item) for item in items]
+    first, second = run_concurrently(x, lambda: [fn(item) for item in items[:half]],
+                                     lambda: [fn(item) for item in items[half:]])
+    return first + second
 
 
 def _executor() -> ThreadPoolExecutor:

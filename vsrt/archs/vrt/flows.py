@@ -22,6 +22,7 @@ from einops import rearrange
 
 from vsrt.archs.flow.spynet import SpyNet
 from vsrt.archs.flow.warp import flow_warp
+from vsrt.archs.layers.threads import run_concurrently
 
 FLOW_SCALES = (1, 2, 4, 8)
 FlowPyramid = list[list[torch.Tensor]]  # [scale][distance - 1] -> (n, d - j, 2, h/s, w/s)
@@ -53,8 +54,10 @@ def spynet_flows(spynet: SpyNet, frames: torch.Tensor, pa_frames: int) -> tuple[
         return [rearrange(f, "(n t) two h w -> n t two h w", n=n) for f in flows]
 
     # backward: flow from t to t+1 (warps t+1 onto t); forward: from t+1 to t
-    backward = [[f] for f in as_frames(spynet.forward_pyramid(current, following, FLOW_SCALES))]
-    forward = [[f] for f in as_frames(spynet.forward_pyramid(following, current, FLOW_SCALES))]
+    # two independent SpyNet passes: side by side on two CPU threads (vsrt.archs.layers.threads)
+    backward, forward = run_concurrently(frames, lambda: spynet.forward_pyramid(current, following, FLOW_SCALES),
+                                         lambda: spynet.forward_pyramid(following, current, FLOW_SCALES))
+    backward, forward = [[f] for f in as_frames(backward)], [[f] for f in as_frames(forward)]
     for back, fwd in zip(backward, forward):
         if pa_frames >= 4:  # t -> t+2 from (t -> t+1) and (t+1 -> t+2)
             back.append(_compose(back[0][:, :-1], back[0][:, 1:]))

@@ -35,6 +35,7 @@ from einops.layers.torch import Rearrange
 from torch import nn
 
 from vsrt.archs.flow.spynet import SpyNet
+from vsrt.archs.layers.threads import map_in_halves
 from vsrt.archs.vrt.flows import align_input_frames, spynet_flows
 from vsrt.archs.vrt.stage import Stage
 from vsrt.archs.vrt.tmsa import RTMSA, TMSA, inference_chunk
@@ -268,9 +269,11 @@ class VRT(nn.Module):
         if self.upscale == 1:
             return rearrange(self.conv_last(feats), "n c d h w -> n d c h w") + lq
         # per-frame layers: frame by frame on the CPU without gradients (inference_chunk), so that the
-        # 4x-resolution temporaries (100 MB for 6 frames at 64x64) stay small
+        # 4x-resolution temporaries (100 MB for 6 frames at 64x64) stay small; on two CPU threads each
+        # takes half of the chunks (vsrt.archs.layers.threads)
         frames = feats.split(inference_chunk(feats, feats.shape[3] * feats.shape[4]) or feats.shape[2], dim=2)
-        out = torch.cat([self.conv_last(self.upsample(self.conv_before_upsample(f))) for f in frames], dim=2)
+        out = torch.cat(map_in_halves(feats, lambda f: self.conv_last(self.upsample(self.conv_before_upsample(f))),
+                                      frames), dim=2)
         out = rearrange(out, "n c d h w -> n d c h w")
         # bilinear skip: the 5-D trilinear call keeps (d, c) and scales (h, w) (official form)
         skip = F.interpolate(lq, size=out.shape[2:], mode="trilinear", align_corners=False)
