@@ -48,6 +48,16 @@ def test_really_concurrent() -> None:
         assert threads.run_concurrently(X, lambda: meet(0), lambda: meet(1)) == (True, True)
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 5])
+def test_map_in_halves_keeps_the_order(count: int) -> None:
+    """The first half (rounded up) on the caller, the rest on the helper; results in the items' order."""
+    with torch_threads(2), torch.no_grad():
+        results = threads.map_in_halves(X, lambda item: (item, threading.get_ident()), range(count))
+    assert [item for item, _ in results] == list(range(count))
+    on_caller = [item for item, thread in results if thread == threading.get_ident()]
+    assert on_caller == list(range((count + 1) // 2 if count > 1 else count))
+
+
 @pytest.mark.parametrize("case", ["one thread", "three threads", "grad", "autocast", "dispatch mode", "meta"])
 def test_one_after_the_other_where_it_does_not_pay(case: str) -> None:
     x = X.to("meta") if case == "meta" else X
