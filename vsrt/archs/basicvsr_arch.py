@@ -8,6 +8,10 @@ identical, so BasicSR's released BasicVSR checkpoints load strictly.
 Differences from BasicSR: ``spynet_path`` is not read in the constructor (call
 :meth:`BasicVSR.load_spynet`; vsrt's model layer does it), and the network
 rejects clips whose frames are too small for SpyNet's pyramid with a clear error.
+Inference on two CPU threads runs the two SpyNet passes, then the two propagations (independent of
+each other: the forward trunk reads the frame and its own warped feature, the backward features enter
+only the fusion), side by side, one thread each, and then each thread fuses and upsamples half of the
+frames (``vsrt.archs.layers.threads``; on the 2-core development VM 0.29 -> 0.16 s per 64x64 frame).
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ Deliberate differences from the official code:
 * in CPU float32 inference the 3x3 convolutions use Winograd's transform (``vsrt.archs.layers.nnpack_conv``,
   about 2x faster than oneDNN's direct convolution). This changes float32 rounding only: the official
   fixtures stay within 4e-7 of the official outputs. ``torch.backends.nnpack.flags(enabled=False)``
-  turns it off.
+  turns it off;
+* on two CPU threads the two level-1 branches (independent of each other) run side by side, one thread
+  each (``vsrt.archs.layers.threads``): they are about 70 % of a frame.
 """
 
 from __future__ import annotations

@@ -3,20 +3,33 @@
 PyTorch spreads each CPU op over its intra-op threads (OpenMP). That splits large matrix products well,
 but not everything vsrt runs: NNPACK's Winograd / FFT convolutions run on one thread
 (:mod:`vsrt.archs.layers.nnpack_conv`), and a chain of small ops gains little from a second thread.
-Where a network has two independent pieces of work (SAVSR's two level-1 recurrent branches) they can
-instead run side by side, each single-threaded, one on the caller's thread and one on a helper thread:
-measured on the 2-core development VM, SAVSR at 64x64 on two threads took 1.06 s per output frame with
-the branches one after the other (they are 71 % of it) and 0.80 s side by side.
+Where a network has two independent pieces of work they can instead run side by side, each
+single-threaded, one on the caller's thread and one on a helper thread (:func:`run_concurrently`,
+:func:`map_in_halves`). Measured on the 2-core development VM, 64x64 frames, two threads, in one
+process alternating both ways (medians):
 
-:func:`run_concurrently` does that only where it pays and is safe (:func:`concurrency_pays`): CPU
-inference (no autograd graph, no autocast) on exactly :data:`CONCURRENT_THREADS` intra-op threads, not
-traced, compiled or seen by a dispatch mode. Anywhere else it runs the two calls one after the other on
-the caller's thread, so the result never depends on which way it went beyond float32 rounding of
-threaded reductions.
+* SAVSR's two level-1 recurrent branches (71 % of a frame): 1.12 -> 0.80 s per output frame;
+* BasicVSR's two SpyNet passes, then its two propagations, then half of the frames' heads on each
+  thread: 0.29 -> 0.16 s per frame;
+* smaller pieces: the two SpyNet passes of the recurrent transformers and VRT (VRT, 6 frames: 0.146 ->
+  0.082 s), the per-frame heads of PSRT-recurrent / MIA-VSR / IIA-VSR (4 frames: 0.39 -> 0.32 s) and
+  VRT, a few per cent of those networks.
+
+Only whole pieces of work pay, not single ops: after every multi-threaded op the OpenMP team's idle
+worker spins for about 8 ms (measured) on the second core before it sleeps, so a helper thread that
+starts within that time shares the core with it. A region of a few milliseconds (one attention call
+split in two) comes out slower than the op on two threads; a region of 100 ms loses a few per cent.
+
+:func:`run_concurrently` runs side by side only where that pays and is safe (:func:`concurrency_pays`):
+CPU inference (no autograd graph, no autocast) on exactly :data:`CONCURRENT_THREADS` intra-op threads,
+not traced, compiled or seen by a dispatch mode. Anywhere else it runs the two calls one after the
+other on the caller's thread; the results are the same either way up to float32 rounding (threaded
+reductions, Winograd on one thread in place of a batched convolution).
 
 Inside :func:`run_concurrently` PyTorch's intra-op thread count is 1 (it is process-wide: each branch
 then runs its ops on its own thread, and NNPACK's pool runs on the calling thread); it is restored
-when both branches are done, also when one of them raises.
+when both branches are done, also when one of them raises. Peak memory grows by what both pieces hold
+at once (BasicVSR: both directions' features until each frame's head).
 """
 
 from __future__ import annotations
