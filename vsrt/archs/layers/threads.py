@@ -27,7 +27,8 @@ other on the caller's thread; the results are the same either way up to float32 
 reductions, Winograd on one thread in place of a batched convolution).
 
 Inside :func:`run_concurrently` PyTorch's intra-op thread count is 1 (it is process-wide: each branch
-then runs its ops on its own thread, and NNPACK's pool runs on the calling thread); it is restored
+then runs its ops on its own thread, NNPACK's pool runs on the calling thread, and so do the ops of any
+other Python thread of the process meanwhile); it is restored
 when both branches are done, also when one of them raises. Peak memory grows by what both pieces hold
 at once (BasicVSR: both directions' features until each frame's head).
 """
