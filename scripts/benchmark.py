@@ -23,7 +23,9 @@ What is measured, exactly:
   than the wall clock (with ``--threads 1`` it is the wall time an idle machine would give);
 * peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (weights and input included); on CPU the peak
   growth of the resident set size over the RSS just before the first pass, sampled every millisecond
-  (weights and input excluded; ``profile_model.cpu_peak_memory``), or with ``--live-tensors`` the peak
+  during the warm-up passes (during all passes with ``--warmup 0``: the sampling thread slows what it
+  watches, a two-thread run by up to a fifth) (weights and input excluded;
+  ``profile_model.cpu_peak_memory``), or with ``--live-tensors`` the peak
   bytes of live tensors made during the passes (exact and repeatable, but it slows every operation);
   the median over rounds;
 * ``--official-ref DIR`` (the official checkouts, laid out as ``official.py`` of the shared perf tools

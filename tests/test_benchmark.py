@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -101,3 +102,32 @@ def test_live_tensor_bytes_counts_what_is_alive_at_once():
         del b, c
         d = view + 0  # 40 bytes: b's storage lives on through the view
     assert recorder.peak == 8000 and recorder.live == 4000 + 40 and d.numel() == 10
+
+
+def test_memory_is_sampled_over_the_warm_up_passes_only(tmp_path, monkeypatch):
+    """The RSS sampling thread wakes every millisecond and slows two-thread runs: the timed passes run without it."""
+    bench = load_script(SCRIPT)
+    benchmark_run = sys.modules["benchmark_run"]
+    profile_model = importlib.import_module("profile_model")  # scripts/ is on sys.path once benchmark is loaded
+    sampling, seen = [False], []
+    original_sampler, original_forward_fn = profile_model.cpu_peak_memory, benchmark_run._forward_fn
+
+    def sampler(passes):
+        sampling[0] = True
+        try:
+            return original_sampler(passes)
+        finally:
+            sampling[0] = False
+
+    def forward_fn(*args):
+        forward = original_forward_fn(*args)
+        return lambda: seen.append(sampling[0]) or forward()
+
+    monkeypatch.setattr(profile_model, "cpu_peak_memory", sampler)
+    monkeypatch.setattr(benchmark_run, "_forward_fn", forward_fn)
+    jsonl = tmp_path / "runs.jsonl"
+    args = [arg if arg != "0" else "1" for arg in TINY]  # --warmup 1
+    bench.main([*args, "--runs", "2", "--only", "basicvsr", "--in-process", "--jsonl", str(jsonl)])
+    assert seen == [True, False, False]  # one warm-up pass sampled, two timed passes not
+    (run,) = [json.loads(line) for line in jsonl.read_text().splitlines() if "kind" not in json.loads(line)]
+    assert len(run["times"]) == 2 and run["memory"].endswith("during the warm-up passes")
