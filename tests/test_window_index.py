@@ -1,5 +1,5 @@
 """Attention layout: window_index (shifted partition / reverse as flat gathers, unmasked windows first)
-and head dims padded for the fused GPU kernels."""
+and head dims padded for the fused GPU kernels (and the CPU kernel)."""
 
 from __future__ import annotations
 
@@ -65,12 +65,35 @@ def test_head_dim_padded_for_fused_kernels_gives_the_same_attention():
     q, k, v = (torch.randn(3, 2, 16, 20, generator=g) for _ in range(3))
     mask = torch.randn(1, 2, 16, 16, generator=g)
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=20 ** -0.5)
-    assert fused_head_dim(q, 20) == 20  # CPU: unchanged
+    assert fused_head_dim(q, 20) == 20  # CPU: unchanged (4 columns short of a multiple of 8)
     with force_sync_free():
         assert (fused_head_dim(q, 20), fused_head_dim(q, 30), fused_head_dim(q, 32)) == (24, 32, 32)
         got = scaled_dot_product(q, k, v, mask, 20 ** -0.5)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("head_dim", [30, 14])
+def test_cpu_pads_head_dims_just_short_of_a_multiple_of_8_with_the_same_attention(head_dim):
+    """CPU float32: 30 -> 32 and 14 -> 16 (the fused CPU kernel is faster there), 20 and 32 stay; half precision
+    stays; the padded attention equals the plain one (zero columns add nothing)."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 16, head_dim, generator=g) for _ in range(3))
+    mask = torch.randn(1, 2, 16, 16, generator=g)
+    assert fused_head_dim(q, head_dim) == head_dim + 2
+    assert (fused_head_dim(q, 20), fused_head_dim(q, 32), fused_head_dim(q.bfloat16(), head_dim)) == (20, 32, head_dim)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    got = scaled_dot_product(q, k, v, mask, head_dim ** -0.5)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def test_shift_mask_in_window_order_equals_the_reordered_mask():
+    padded, window, shift = (1, 24, 24), (1, 8, 8), (0, 4, 4)  # 3x3 windows: the last row and column masked
+    order = window_index(padded, window, shift, (0, 1), (24, 24), 64, torch.device("cpu")).order
+    want = shifted_window_mask(padded, window, shift)[order]
+    assert not torch.equal(order, torch.arange(len(order)))
+    assert torch.equal(shifted_window_mask(padded, window, shift, order=order), want)
 
 
 def test_unmasked_first_is_the_stable_argsort_of_the_mask():

@@ -144,7 +144,7 @@ class BasicRecurrentSwin(RecurrentPatchAlignNet):
         padded = (-(-NUM_COND_FRAMES // wd) * wd, -(-h // wh) * wh, -(-w // ww) * ww)
         shift = (wd, wh // 2, ww // 2)
         order = window_index(padded, self.window_size, shift, (0, 1), (1, 1), 1, device).order
-        return shifted_window_mask(padded, self.window_size, shift, device).index_select(0, order)
+        return shifted_window_mask(padded, self.window_size, shift, device, order=order)
 
     def make_step(self, name: str, attn_mask: torch.Tensor, records: list) -> StepFn:
         aligner = self.patch_align[name]

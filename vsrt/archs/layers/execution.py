@@ -66,14 +66,24 @@ def force_sync_free(enabled: bool = True) -> Iterator[None]:
 # fused GPU attention kernels (memory-efficient / flash) want the head dim a multiple of 8
 FUSED_HEAD_DIM_MULTIPLE = 8
 
+# PyTorch's fused CPU attention kernel is slow at head dims just short of a multiple of 8 (one thread,
+# 16 windows of 128 tokens on the 2-core VM: d=14 3.7 ms vs d=16 2.7; 30: 4.7 vs 32: 3.8; VRT's stage 8,
+# 5 windows of 384 tokens, 11.5 vs 9.4 ms; two threads 9.3 vs 8.1), so float32 attention on the CPU pads
+# a head dim by up to this many zero columns; head dims further from a multiple of 8 (20) stay as they are
+CPU_HEAD_DIM_MAX_PAD = 2
+
 
 def fused_head_dim(x: torch.Tensor, head_dim: int) -> int:
     """Head dim to run attention at: ``head_dim`` rounded up to a multiple of 8 on the sync-free
-    (GPU) path, so that PyTorch's fused SDPA kernels accept it (20 and 30 do not); unchanged on the
-    CPU, whose fused kernel takes any head dim."""
-    if not sync_free(x):
-        return head_dim
-    return -(-head_dim // FUSED_HEAD_DIM_MULTIPLE) * FUSED_HEAD_DIM_MULTIPLE
+    (GPU) path, so that PyTorch's fused SDPA kernels accept it (20 and 30 do not); on the CPU in
+    float32 rounded up where that adds at most :data:`CPU_HEAD_DIM_MAX_PAD` columns (30 -> 32), which
+    the fused CPU kernel runs faster; else unchanged."""
+    padded = -(-head_dim // FUSED_HEAD_DIM_MULTIPLE) * FUSED_HEAD_DIM_MULTIPLE
+    if sync_free(x):
+        return padded
+    if x.device.type == "cpu" and x.dtype == torch.float32 and padded - head_dim <= CPU_HEAD_DIM_MAX_PAD:
+        return padded
+    return head_dim
 
 
 # CPU window attention works through its windows in chunks of about this many key tokens: the q/k/v

@@ -57,12 +57,13 @@ def window_reverse(windows: torch.Tensor, window_size: Size3, batch: int, padded
 
 
 def shifted_window_mask(padded: Size3, window_size: Size3, shift_size: Size3,
-                        device: torch.device | None = None) -> torch.Tensor:
+                        device: torch.device | None = None, order: torch.Tensor | None = None) -> torch.Tensor:
     """Attention mask of shifted windows, ``(nW, N, N)`` with 0 / -100.
 
     Swin's labelling: along each axis the padded grid is cut into
     ``[0, -window)``, ``[-window, -shift)`` and ``[-shift, end)``; tokens of one
-    window attend freely only to tokens carrying the same label.
+    window attend freely only to tokens carrying the same label. ``order``: the windows
+    in this order (``mask.index_select(0, order)``, without building the mask twice).
     """
     labels = torch.zeros(1, *padded, 1, device=device)
     cuts = [(slice(-ws), slice(-ws, -s), slice(-s, None)) for ws, s in zip(window_size, shift_size)]
@@ -73,8 +74,10 @@ def shifted_window_mask(padded: Size3, window_size: Size3, shift_size: Size3,
                 labels[:, sd, sh, sw, :] = count
                 count += 1
     label_windows = window_partition(labels, window_size).squeeze(-1)  # (nW, N)
+    if order is not None:
+        label_windows = label_windows.index_select(0, order)
     differs = label_windows.unsqueeze(1) != label_windows.unsqueeze(2)  # (nW, N, N)
-    return torch.zeros(differs.shape, device=device).masked_fill(differs, SHIFT_MASK_VALUE)
+    return torch.where(differs, SHIFT_MASK_VALUE, 0.0)
 
 
 def relative_position_index(window_size: Size3, query_frame: int | None = None) -> torch.Tensor:

@@ -334,7 +334,7 @@ class TMSAG(nn.Module):
         if len(self.blocks) > 1 and any(shift):  # (nW, N, N) in the window order of the shifted blocks
             padded = tuple(math.ceil(s / w) * w for s, w in zip(size, window))
             order = window_index(padded, window, shift, (0, size[0]), size[1:], math.prod(window), x.device).order
-            mask = shifted_window_mask(padded, window, shift, device=x.device).index_select(0, order)
+            mask = shifted_window_mask(padded, window, shift, device=x.device, order=order)
         for block in self.blocks:
             x = block(x, mask)
         return x
