@@ -58,6 +58,16 @@ def test_map_in_halves_keeps_the_order(count: int) -> None:
     assert on_caller == list(range((count + 1) // 2 if count > 1 else count))
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 5])
+def test_for_each_alternating_calls_every_item_once_odd_ones_on_the_helper(count: int) -> None:
+    calls = []
+    with torch_threads(2), torch.no_grad():
+        threads.for_each_alternating(X, lambda item: calls.append((item, threading.get_ident())), range(count))
+    assert sorted(item for item, _ in calls) == list(range(count))
+    on_caller = sorted(item for item, thread in calls if thread == threading.get_ident())
+    assert on_caller == (list(range(0, count, 2)) if count > 1 else list(range(count)))
+
+
 @pytest.mark.parametrize("case", ["one thread", "three threads", "grad", "autocast", "dispatch mode", "meta"])
 def test_one_after_the_other_where_it_does_not_pay(case: str) -> None:
     x = X.to("meta") if case == "meta" else X

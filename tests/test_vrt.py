@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from helpers import VENDORED_PARITY, golden_view, parity_cases, torch_threads
 from vsrt.archs import build_network
 from vsrt.archs.flow.spynet import SpyNet
+from vsrt.archs.vrt import tmsa
 from vsrt.archs.vrt.inference import test_video as vrt_test_video
 from vsrt.archs.vrt.vrt_arch import OFFICIAL_CONFIGS, VRT, conv_1x3x3
 
@@ -46,17 +47,24 @@ def test_parity_with_official_fixture(path: Path) -> None:
 @pytest.mark.parametrize("path", CASES)
 def test_parity_on_two_threads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On two CPU threads the two SpyNet passes run side by side, and so do the two halves of the per-frame
-    tail (``vsrt.archs.layers.threads``): the same fixtures."""
+    tail and the chunks of window attention, alternately (``vsrt.archs.layers.threads``; chunks made small
+    here so that every fixture has enough of them): the same fixtures."""
     case, model = load_case(path)
-    spynet_threads = []
+    spynet_threads, attention_threads = [], []
     if model.pa_frames:
         original = model.spynet.forward_pyramid
         monkeypatch.setattr(model.spynet, "forward_pyramid",
                             lambda *args: spynet_threads.append(threading.get_ident()) or original(*args))
+    monkeypatch.setattr(tmsa, "CPU_CHUNK_TOKENS", 64)
+    monkeypatch.setattr(tmsa, "MIN_CHUNKS_SIDE_BY_SIDE", 2)
+    attend_project = tmsa.MutualSelfAttention._attend_project
+    monkeypatch.setattr(tmsa.MutualSelfAttention, "_attend_project", lambda *args: attention_threads.append(
+        threading.get_ident()) or attend_project(*args))
     with torch_threads(2):
         assert_matches_case(run_case(case, model), case)
     if model.pa_frames:
         assert len(set(spynet_threads)) == 2
+    assert len(set(attention_threads)) == 2
 
 
 def run_case(case: dict, model: VRT) -> torch.Tensor:

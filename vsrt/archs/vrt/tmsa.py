@@ -12,7 +12,8 @@ bias, a sine position encoding instead). Parameter names (``qkv_self``, ``qkv_mu
 
 Differences from the official code: stages pass channel-last tensors (the official one
 permutes to channel-first between modules; the values are the same); attention uses
-``F.scaled_dot_product_attention`` over chunks of windows (bounded memory at any tile size);
+``F.scaled_dot_product_attention`` over chunks of windows (bounded memory at any tile size; on two CPU
+threads the chunks alternate between the two, see ``MIN_CHUNKS_SIDE_BY_SIDE``);
 roll + window partition and window reverse + roll + crop are one cached gather each
 (:func:`window_index`), which puts the windows without a shift mask first: those attend with the
 position bias alone, only the others get ``bias + mask``; the gathered bias is reused without
@@ -35,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from vsrt.archs.layers.attention import gathered_position_bias, scaled_dot_product, window_chunks
 from vsrt.archs.layers.execution import sync_free
 from vsrt.archs.layers.mlp import DropPath
+from vsrt.archs.layers.threads import for_each_alternating
 from vsrt.archs.layers.window import (
     Size3,
     pad_to_windows,
@@ -123,6 +125,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias
 CPU_CHUNK_TOKENS = 2048
 
 
+# On two CPU threads a block's window attention runs its chunks alternately on the caller and the helper
+# thread (vsrt.archs.layers.threads), one thread each, where there are at least this many chunks: the
+# fused CPU attention kernel gains only 1.3-1.7x from a second OpenMP thread, and a region of a few chunks
+# loses more to the hand-over than it gains (see docs/performance.md, "VRT on two threads (session 11)")
+MIN_CHUNKS_SIDE_BY_SIDE = 4
+
+
 def inference_chunk(x: torch.Tensor, tokens_per_item: int) -> int | None:
     """Items (windows, tokens) per chunk for a forward on ``x``: about :data:`CPU_CHUNK_TOKENS` tokens
     without gradients on the CPU; None (all at once) with gradients, while compiling and on the
@@ -197,12 +206,18 @@ class MutualSelfAttention(nn.Module):
         chunk = inference_chunk(windows, windows.shape[1])
         if chunk is None or windows.shape[0] <= chunk:
             return self._attend_project(windows, mask, num_unmasked)
-        out = None
-        for start, stop, part_mask in window_chunks(windows.shape[0], mask, num_unmasked, chunk):
-            result = self._attend_project(windows[start:stop], part_mask)
-            if out is None:
-                out = result.new_empty(windows.shape[0], *result.shape[1:])
-            out[start:stop] = result
+        out = torch.empty_like(windows)
+
+        def attend_chunk(part: tuple[int, int, torch.Tensor | None]) -> None:
+            start, stop, part_mask = part
+            out[start:stop] = self._attend_project(windows[start:stop], part_mask)
+
+        chunks = window_chunks(windows.shape[0], mask, num_unmasked, chunk)
+        if len(chunks) < MIN_CHUNKS_SIDE_BY_SIDE:
+            for part in chunks:
+                attend_chunk(part)
+        else:
+            for_each_alternating(windows, attend_chunk, chunks)
         return out
 
     def _attend_project(self, windows: torch.Tensor, mask: torch.Tensor | None,
