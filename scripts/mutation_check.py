@@ -464,6 +464,23 @@ MUTANTS: tuple[Mutant, ...] = (
            "scores = torch.matmul(q, k.transpose(-1, -2))",
            "the threaded CPU attention of MIA-VSR / IIA-VSR forgets the 1/sqrt(d) scale",
            ("tests/test_attention_chunks.py", "tests/test_psrt_mia_parity.py")),
+    Mutant("cpu-head-dim-pad-any", "vsrt/archs/layers/execution.py",
+           "padded - head_dim <= CPU_HEAD_DIM_MAX_PAD", "padded >= head_dim",
+           "CPU attention pads every head dim to a multiple of 8 (20 -> 24: slower there)",
+           ("tests/test_window_index.py",)),
+    Mutant("cpu-head-dim-pad-uncut", "vsrt/archs/layers/attention.py",
+           "return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)[..., :head_dim]",
+           "return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)",
+           "padded attention keeps its zero head columns (VRT's stage 8 on the CPU)",
+           ("tests/test_window_index.py", "tests/test_vrt.py")),
+    Mutant("shift-mask-order-ignored", "vsrt/archs/layers/window.py",
+           "label_windows = label_windows.index_select(0, order)", "label_windows = label_windows",
+           "shift masks in window order keep the grid's window order (masks on the wrong windows)",
+           ("tests/test_window_index.py", "tests/test_vrt.py")),
+    Mutant("alternating-skips-odd", "vsrt/archs/layers/threads.py",
+           "lambda: [fn(item) for item in items[1::2]])", "lambda: [fn(item) for item in items[0::2]])",
+           "for_each_alternating runs the even items twice and the odd ones never (VRT attention chunks)",
+           ("tests/test_threads.py", "tests/test_vrt.py")),
 )
 
 
