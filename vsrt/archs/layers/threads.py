@@ -15,7 +15,7 @@ process alternating both ways (medians):
   0.082 s), the per-frame heads of PSRT-recurrent / MIA-VSR / IIA-VSR (4 frames: 0.39 -> 0.32 s) and
   VRT, a few per cent of those networks;
 * VRT's window attention, chunk by chunk alternately on the two threads (:func:`for_each_alternating`;
-  every attention call of 4 chunks or more, about 100 ms each at 64x64): 1.69 -> 1.59 s per frame.
+  attention calls of 4 chunks or more, from about 20 ms to 110 ms each at 64x64): 1.69 -> 1.59 s per frame.
 
 Only whole pieces of work pay, not single ops: after every multi-threaded op the OpenMP team's idle
 worker spins for about 8 ms (measured) on the second core before it sleeps, so a helper thread that
