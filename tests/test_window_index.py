@@ -94,6 +94,8 @@ def test_shift_mask_in_window_order_equals_the_reordered_mask():
     want = shifted_window_mask(padded, window, shift)[order]
     assert not torch.equal(order, torch.arange(len(order)))
     assert torch.equal(shifted_window_mask(padded, window, shift, order=order), want)
+    last_frame = shifted_window_mask(padded, window, shift, order=order, num_queries=16)  # MIA-VSR's query rows
+    assert last_frame.is_contiguous() and torch.equal(last_frame, want[:, -16:])
 
 
 def test_unmasked_first_is_the_stable_argsort_of_the_mask():

@@ -306,7 +306,7 @@ class IntraInterFrameNet(RecurrentPatchAlignNet):
         padded = (wd, -(-h // wh) * wh, -(-w // ww) * ww)
         shift = (wd, wh // 2, ww // 2)
         order = window_index(padded, self.window_size, shift, (0, 1), (1, 1), 1, device).order
-        return shifted_window_mask(padded, self.window_size, shift, device, order=order)[:, -wh * ww:]
+        return shifted_window_mask(padded, self.window_size, shift, device, order=order, num_queries=wh * ww)
 
     def make_step(self, name: str, attn_mask: torch.Tensor, records: list) -> StepFn:
         aligner = self.patch_align[name]

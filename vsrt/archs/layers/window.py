@@ -57,13 +57,16 @@ def window_reverse(windows: torch.Tensor, window_size: Size3, batch: int, padded
 
 
 def shifted_window_mask(padded: Size3, window_size: Size3, shift_size: Size3,
-                        device: torch.device | None = None, order: torch.Tensor | None = None) -> torch.Tensor:
+                        device: torch.device | None = None, order: torch.Tensor | None = None,
+                        num_queries: int | None = None) -> torch.Tensor:
     """Attention mask of shifted windows, ``(nW, N, N)`` with 0 / -100.
 
     Swin's labelling: along each axis the padded grid is cut into
     ``[0, -window)``, ``[-window, -shift)`` and ``[-shift, end)``; tokens of one
     window attend freely only to tokens carrying the same label. ``order``: the windows
-    in this order (``mask.index_select(0, order)``, without building the mask twice).
+    in this order (``mask.index_select(0, order)``, without building the mask twice);
+    ``num_queries``: only the rows of each window's last ``num_queries`` tokens,
+    ``(nW, num_queries, N)`` (``mask[:, -num_queries:]``, without building the other rows).
     """
     labels = torch.zeros(1, *padded, 1, device=device)
     cuts = [(slice(-ws), slice(-ws, -s), slice(-s, None)) for ws, s in zip(window_size, shift_size)]
@@ -76,7 +79,8 @@ def shifted_window_mask(padded: Size3, window_size: Size3, shift_size: Size3,
     label_windows = window_partition(labels, window_size).squeeze(-1)  # (nW, N)
     if order is not None:
         label_windows = label_windows.index_select(0, order)
-    differs = label_windows.unsqueeze(1) != label_windows.unsqueeze(2)  # (nW, N, N)
+    query_labels = label_windows if num_queries is None else label_windows[:, label_windows.shape[1] - num_queries:]
+    differs = query_labels.unsqueeze(2) != label_windows.unsqueeze(1)  # (nW, Nq, N)
     return torch.where(differs, SHIFT_MASK_VALUE, 0.0)
 
 

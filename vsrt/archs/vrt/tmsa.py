@@ -128,7 +128,8 @@ CPU_CHUNK_TOKENS = 2048
 # On two CPU threads a block's window attention runs its chunks alternately on the caller and the helper
 # thread (vsrt.archs.layers.threads), one thread each, where there are at least this many chunks: the
 # fused CPU attention kernel gains only 1.3-1.7x from a second OpenMP thread, and a region of a few chunks
-# loses more to the hand-over than it gains (see docs/performance.md, "VRT on two threads (session 11)")
+# loses more to the hand-over than it gains (docs/performance.md, "VRT on two threads, and head dims for
+# the CPU kernel (session 11)")
 MIN_CHUNKS_SIDE_BY_SIDE = 4
 
 
