@@ -25,11 +25,12 @@ def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_m
     """``F.scaled_dot_product_attention`` that keeps the fused kernels eligible.
 
     ``q`` ``(B, heads, Nq, d)``, ``k``, ``v`` ``(B, heads, N, d)``, ``attn_mask`` additive,
-    broadcastable to ``(B, heads, Nq, N)``. Where :func:`fused_head_dim` asks for it (GPU), q, k
-    and v are zero-padded to a head dim that the memory-efficient kernel takes: zero columns add
-    nothing to ``q k^T`` and give zero output columns, which are cut off; ``scale`` stays that of
-    the real head dim. Where :func:`threaded_matmul_attention_pays` (several CPU threads, fewer
-    queries than keys) it is :func:`matmul_attention` instead. Returns ``(B, heads, Nq, d)``.
+    broadcastable to ``(B, heads, Nq, N)``. Where :func:`fused_head_dim` asks for it, q, k and v
+    are zero-padded to a multiple of 8 (GPU: a head dim the memory-efficient kernel takes; CPU float32:
+    head dims 1-2 short of one, which the fused CPU kernel runs faster): zero columns add nothing to
+    ``q k^T`` and give zero output columns, which are cut off; ``scale`` stays that of the real head dim.
+    Where :func:`threaded_matmul_attention_pays` (several CPU threads, fewer queries than keys) it is
+    :func:`matmul_attention` instead. Returns ``(B, heads, Nq, d)``.
     """
     if threaded_matmul_attention_pays(q, k):
         return matmul_attention(q, k, v, attn_mask, scale)
